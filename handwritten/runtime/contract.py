@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from nats.js.api import ConsumerConfig
+from pydantic import BaseModel, ConfigDict
 
 HandlerT = TypeVar("HandlerT")
 EventT = TypeVar("EventT")
@@ -81,3 +82,13 @@ class ConsumerEndpoint(Generic[HandlerT, EventT]):
     event_types: tuple[str, ...]
     decode: Callable[[bytes], EventT]
     dispatch: Callable[[HandlerT, EventT, Delivery], Awaitable[None]]
+
+
+class EventModel(BaseModel):
+    """Base of every generated payload model.
+
+    Strict, so that the model accepts exactly what the JSON Schema accepts: no "42" for an
+    integer, no number for a date-time. Validate wire data with `model_validate_json`.
+    """
+
+    model_config = ConfigDict(strict=True, populate_by_name=True)

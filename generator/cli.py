@@ -1,0 +1,84 @@
+"""`python -m generator generate|check`: the spec → IR → render pipeline behind `just generate`.
+
+Exit codes: 0 done (or up to date), 1 `check` found a difference, 2 the spec has errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from generator.build import build
+from generator.diagnostics import SpecError
+from generator.load import load_spec
+from generator.models import ModelGenerationError
+from generator.output import diff, write_atomically
+from generator.render import FormatError, render
+
+EXIT_OK, EXIT_STALE, EXIT_SPEC = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
+    parser.add_argument("command", choices=["generate", "check"])
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=Path("asyncapi/asyncapi.yaml"),
+        help="the AsyncAPI document (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("generated"),
+        help="the package to write or compare (default: %(default)s)",
+    )
+    parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    parser.add_argument("--quiet", action="store_true", help="print only problems")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    try:
+        document, warnings = build(load_spec(args.spec, _display(args.spec)), strict=args.strict)
+        files = render(document)
+    except SpecError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic.render(), file=sys.stderr)
+        print(
+            f"{len(exc.diagnostics)} problem(s) in {args.spec}; {args.out}/ left unchanged",
+            file=sys.stderr,
+        )
+        return EXIT_SPEC
+    except (ModelGenerationError, FormatError) as exc:
+        print(f"{args.spec}: error: {exc}; {args.out}/ left unchanged", file=sys.stderr)
+        return EXIT_SPEC
+    for warning in warnings:
+        print(warning.render(), file=sys.stderr)
+
+    if args.command == "check":
+        delta = diff(files, args.out)
+        if delta:
+            sys.stdout.write(delta)
+            print(
+                f"{args.out}/ is stale or was edited by hand: run `just generate`", file=sys.stderr
+            )
+            return EXIT_STALE
+        if not args.quiet:
+            print(f"{args.out}/ matches {args.spec}")
+        return EXIT_OK
+
+    write_atomically(files, args.out)
+    if not args.quiet:
+        elapsed = time.perf_counter() - started
+        print(f"generated {len(files)} files in {args.out}/ from {args.spec} in {elapsed:.2f}s")
+    return EXIT_OK
+
+
+def _display(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()

@@ -1,0 +1,121 @@
+"""Stage 2's output: an immutable picture of the spec, with every Python name already chosen.
+
+Templates read only these classes; nothing downstream looks at the raw document again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.diagnostics import Location
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    name: str
+    description: str
+    subjects: tuple[str, ...]
+    retention: str
+    storage: str
+    discard: str
+    max_bytes: int | None
+    max_msgs: int | None
+    max_msg_size: int | None
+    max_age: float | None
+    """Seconds (nats-py's unit; the server's nanoseconds are derived from it)."""
+    duplicate_window: float | None
+    num_replicas: int
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    key: str
+    """Its name under components.messages (or the channel's message key)."""
+    class_name: str
+    title: str
+    summary: str
+    is_json: bool
+    event_type: str | None
+    """The `eventType` constant of the payload, when it has one (the routing discriminator)."""
+    handler_method: str
+    id_field: str | None
+    """Python name of the field whose value is the default `Nats-Msg-Id` (the `eventId`)."""
+    pointer: str
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    key: str
+    address: str
+    subject: str
+    """The address as a NATS subject: each `{parameter}` becomes `*`."""
+    stream: str
+    messages: tuple[str, ...]
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    durable: str
+    stream: str
+    description: str
+    filter_subject: str
+    ack_policy: str
+    deliver_policy: str
+    ack_wait: float | None
+    max_deliver: int | None
+    backoff: tuple[float, ...]
+    max_ack_pending: int | None
+    max_waiting: int | None
+    dead_letter_subject: str
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    key: str
+    action: str
+    channel: str
+    subject: str
+    messages: tuple[str, ...]
+    title: str
+    summary: str
+    queue: str | None
+    consumer: Consumer | None
+    class_name: str
+    """`PublishFileDeleted` for a send, `TrashProcessorHandler` for a receive."""
+    constant_name: str
+    """`TRASH_PROCESSOR`: the generated ConsumerEndpoint of a receive operation."""
+    function_prefix: str
+    """`trash_processor`: the stem of its private decode and dispatch functions."""
+    union_name: str
+    """`AnalyticsServiceEvent`: the discriminated union of a multi-message receive."""
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    spec_path: str
+    title: str
+    version: str
+    description: str
+    streams: tuple[Stream, ...]
+    channels: tuple[Channel, ...]
+    messages: tuple[Message, ...]
+    operations: tuple[Operation, ...]
+    models_schema: str
+    """Canonical JSON of one JSON Schema whose $defs are every JSON payload (by class name) and
+    every component schema they use: the input to datamodel-code-generator."""
+
+    def message(self, key: str) -> Message:
+        return next(m for m in self.messages if m.key == key)
+
+    @property
+    def senders(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if op.action == "send")
+
+    @property
+    def receivers(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if op.action == "receive")

@@ -1,0 +1,82 @@
+"""Pydantic v2 models for the payloads, through datamodel-code-generator.
+
+The builder hands over one JSON Schema whose $defs are the payloads and the schemas they share;
+the options below fix the style (aliases for wire names, Literal constants, constraints kept,
+strict base class) so the output is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any
+
+from datamodel_code_generator import (  # type: ignore[attr-defined]
+    DataModelType,
+    Formatter,
+    InputFileType,
+    LiteralType,
+    PythonVersion,
+    generate,
+)
+from datamodel_code_generator.format import DatetimeClassType
+
+# The root of the combined schema has no meaning of its own; it is generated under this name
+# and dropped from the module.
+_ROOT = "FiletrashModelsRoot"
+BASE_CLASS = "handwritten.runtime.contract.EventModel"
+
+
+class ModelGenerationError(Exception):
+    """datamodel-code-generator refused a schema; the message says why."""
+
+
+def render_models(models_schema: str, header: str) -> str:
+    schema: dict[str, Any] = json.loads(models_schema)
+    if not schema["$defs"]:
+        return f"{header}\n"
+    try:
+        code = generate(
+            schema,
+            input_file_type=InputFileType.JsonSchema,
+            output_model_type=DataModelType.PydanticV2BaseModel,
+            class_name=_ROOT,
+            base_class=BASE_CLASS,
+            snake_case_field=True,
+            allow_population_by_field_name=True,
+            collapse_root_models=True,
+            use_annotated=True,
+            field_constraints=True,
+            use_standard_collections=True,
+            use_union_operator=True,
+            target_python_version=PythonVersion.PY_311,
+            disable_timestamp=True,
+            use_double_quotes=True,
+            enum_field_as_literal=LiteralType.All,
+            use_schema_description=True,
+            use_field_description=True,
+            output_datetime_class=DatetimeClassType.Awaredatetime,
+            formatters=[Formatter.BUILTIN],
+            custom_file_header=header,
+        )
+    except Exception as exc:  # the library raises many kinds; all mean "this schema"
+        raise ModelGenerationError(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        ) from exc
+    if not isinstance(code, str):
+        raise ModelGenerationError(
+            "datamodel-code-generator produced several modules; expected one"
+        )
+    return _drop_class(code, _ROOT)
+
+
+def _drop_class(code: str, name: str) -> str:
+    tree = ast.parse(code)
+    lines = code.splitlines(keepends=True)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            start = node.lineno - 1 - len(node.decorator_list)
+            assert node.end_lineno is not None
+            del lines[start : node.end_lineno]
+            break
+    return "".join(lines)

@@ -1,0 +1,101 @@
+"""Every identifier the generator writes is made here: split, change case, escape.
+
+Wire names stay as they are on the wire (aliases, subjects, durables); only the Python names
+are derived, and two spec names that derive the same Python name are reported by the builder.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+
+# Names the generated modules import or define themselves; a spec name may not shadow them.
+RESERVED = frozenset(
+    {
+        "Annotated",
+        "Any",
+        "AwareDatetime",
+        "BaseModel",
+        "ConfigDict",
+        "ConsumerBinding",
+        "ConsumerConfig",
+        "ConsumerEndpoint",
+        "CONSUMERS",
+        "Delivery",
+        "DeliverPolicy",
+        "DiscardPolicy",
+        "Field",
+        "Final",
+        "Literal",
+        "Mapping",
+        "Protocol",
+        "Publish",
+        "PublishResult",
+        "RetentionPolicy",
+        "RootModel",
+        "STREAMS",
+        "StorageType",
+        "StrictBool",
+        "StrictInt",
+        "StreamConfig",
+        "TypeAdapter",
+        "UUID",
+        "AckPolicy",
+        "annotations",
+        "delivery",
+        "event",
+        "handler",
+        "headers",
+        "msg_id",
+        "payload",
+        "self",
+    }
+)
+_BUILTINS = frozenset(dir(builtins))
+
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z0-9]|[^A-Za-z0-9]|$)|[A-Z]?[a-z0-9]+|[A-Z]+")
+
+
+def words(name: str) -> list[str]:
+    """`trashProcessor` → [trash, Processor]; `FILE_EVENTS` → [FILE, EVENTS]; `x-y.z` → [x, y, z]."""
+    return _WORD.findall(name)
+
+
+def escape(identifier: str) -> str:
+    """A valid, non-shadowing Python identifier (trailing `_` for keywords, builtins and our own
+    names, leading `n` for a leading digit, `unnamed` for nothing)."""
+    if not identifier:
+        return "unnamed"
+    if identifier[0].isdigit():
+        identifier = "n" + identifier
+    if keyword.iskeyword(identifier) or keyword.issoftkeyword(identifier):
+        return identifier + "_"
+    if identifier in _BUILTINS or identifier in RESERVED:
+        return identifier + "_"
+    return identifier
+
+
+def pascal(name: str) -> str:
+    return escape("".join(w[:1].upper() + w[1:] for w in words(name)))
+
+
+def snake(name: str) -> str:
+    return escape("_".join(w.lower() for w in words(name)))
+
+
+def constant(name: str) -> str:
+    return escape("_".join(w.upper() for w in words(name)))
+
+
+def py_str(text: str) -> str:
+    """A Python string literal for any text from the spec: the only way spec text enters code."""
+    return repr(str(text))
+
+
+def one_line(text: str | None, limit: int = 88) -> str:
+    """The first sentence-ish line of a description, for docstrings and comments."""
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
