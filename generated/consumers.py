@@ -13,11 +13,11 @@ from pydantic import Field, TypeAdapter
 
 from handwritten.runtime.contract import ConsumerEndpoint, Delivery
 
-from .models import FileDeletedEvent, FilePlacedInTrashEvent
+from .models import FileDeletedEvent, FilePlacedInTrashEvent, FilePurgedEvent
 
 
 class AnalyticsServiceHandler(Protocol):
-    "Counts events per type and per user; routes on `eventType` (message filter plus content…"
+    "Counts events per type and per user, and bytes trashed; routes on `eventType` (message…"
 
     async def on_file_deleted_event(self, event: FileDeletedEvent, delivery: Delivery) -> None: ...
 
@@ -25,9 +25,11 @@ class AnalyticsServiceHandler(Protocol):
         self, event: FilePlacedInTrashEvent, delivery: Delivery
     ) -> None: ...
 
+    async def on_file_purged_event(self, event: FilePurgedEvent, delivery: Delivery) -> None: ...
+
 
 AnalyticsServiceEvent = Annotated[
-    FileDeletedEvent | FilePlacedInTrashEvent,
+    FileDeletedEvent | FilePlacedInTrashEvent | FilePurgedEvent,
     Field(discriminator="event_type"),
 ]
 _ANALYTICS_SERVICE_ADAPTER: TypeAdapter[AnalyticsServiceEvent] = TypeAdapter(AnalyticsServiceEvent)
@@ -45,6 +47,8 @@ async def _dispatch_analytics_service(
             await handler.on_file_deleted_event(event, delivery)
         case FilePlacedInTrashEvent():
             await handler.on_file_placed_in_trash_event(event, delivery)
+        case FilePurgedEvent():
+            await handler.on_file_purged_event(event, delivery)
 
 
 ANALYTICS_SERVICE: ConsumerEndpoint[AnalyticsServiceHandler, AnalyticsServiceEvent] = (
@@ -57,6 +61,7 @@ ANALYTICS_SERVICE: ConsumerEndpoint[AnalyticsServiceHandler, AnalyticsServiceEve
         event_types=(
             "FileDeletedEvent",
             "FilePlacedInTrashEvent",
+            "FilePurgedEvent",
         ),
         decode=_decode_analytics_service,
         dispatch=_dispatch_analytics_service,

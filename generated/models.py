@@ -89,6 +89,49 @@ class FileDeletedEvent(EventModel):
     data: DeletedFile
 
 
+class PurgedFile(EventModel):
+    """
+    The trash entry that was purged.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+    )
+    trash_id: Annotated[UUID, Field(alias="trashId")]
+    """
+    Id of the removed row of `trashed_files`.
+    """
+    file_id: Annotated[UUID, Field(alias="fileId")]
+    file_name: Annotated[
+        str, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
+    ]
+    """
+    Base name of the file, without directories.
+    """
+    file_path: Annotated[
+        str, Field(alias="filePath", max_length=4096, min_length=2, pattern="^/[^\\x00]*$")
+    ]
+    """
+    Storage path of the file, for the blob store to reclaim.
+    """
+    user_id: Annotated[
+        str,
+        Field(alias="userId", max_length=64, min_length=1, pattern="^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    ]
+    """
+    Opaque id of the user who owns the file, such as "user-001".
+    """
+    purged_at: Annotated[AwareDatetime, Field(alias="purgedAt")]
+    """
+    RFC 3339 date-time with a time zone.
+    """
+    original_event_id: Annotated[UUID, Field(alias="originalEventId")]
+    """
+    The `eventId` of the FileDeletedEvent that put the file in the trash.
+    """
+
+
 class TrashEntry(EventModel):
     """
     The trash entry that was stored.
@@ -152,3 +195,27 @@ class FilePlacedInTrashEvent(EventModel):
     RFC 3339 date-time with a time zone.
     """
     data: TrashEntry
+
+
+class FilePurgedEvent(EventModel):
+    """
+    Published on `files.purged` when an expired trash entry is deleted for good.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+    )
+    event_id: Annotated[UUID, Field(alias="eventId")]
+    """
+    Unique id of this event; also its `Nats-Msg-Id` for deduplication.
+    """
+    event_type: Annotated[Literal["FilePurgedEvent"], Field(alias="eventType")]
+    """
+    Discriminator; always "FilePurgedEvent".
+    """
+    timestamp: AwareDatetime
+    """
+    RFC 3339 date-time with a time zone.
+    """
+    data: PurgedFile

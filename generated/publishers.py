@@ -11,7 +11,7 @@ from typing import Final
 
 from handwritten.runtime.contract import Publish, PublishResult
 
-from .models import FileDeletedEvent, FilePlacedInTrashEvent
+from .models import FileDeletedEvent, FilePlacedInTrashEvent, FilePurgedEvent
 
 
 class PublishFileDeleted:
@@ -46,6 +46,27 @@ class PublishFilePlacedInTrash:
     async def publish(
         self,
         event: FilePlacedInTrashEvent,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        if msg_id is None:
+            msg_id = str(event.event_id)
+        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+
+
+class PublishFilePurged:
+    "The purge job announces that an expired trash entry was deleted for good."
+
+    subject: Final = "files.purged"
+
+    def __init__(self, js: Publish) -> None:
+        self._js = js
+
+    async def publish(
+        self,
+        event: FilePurgedEvent,
         *,
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
