@@ -1,0 +1,357 @@
+"""Every SQL statement the services run, as small typed functions over an asyncpg connection.
+
+The tables are created by the migrations next to this module. Each write is idempotent
+against redelivery: it is keyed on the id of the event that caused it, and returns whether it
+changed anything, so that a service can tell a first delivery from a repeated one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+
+class Connection(Protocol):
+    """The part of `asyncpg.Connection` (and `asyncpg.Pool`) these queries use."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+# --- trashed_files ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrashRow:
+    """A row of `trashed_files`, as stored (timestamps in UTC, as PostgreSQL returns them)."""
+
+    id: UUID
+    file_id: UUID
+    file_name: str
+    file_path: str
+    file_size: int
+    mime_type: str
+    user_id: str
+    trashed_at: datetime
+    expires_at: datetime
+    original_event_id: UUID
+    stored_at: datetime
+    trash_event_seq: int | None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TrashRow:
+        return cls(**{field.name: record[field.name] for field in fields(cls)})
+
+
+_TRASH_COLUMNS = (
+    "id, file_id, file_name, file_path, file_size, mime_type, user_id, trashed_at, expires_at, "
+    "original_event_id, stored_at, trash_event_seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTrashEntry:
+    id: UUID
+    file_id: UUID
+    file_name: str
+    file_path: str
+    file_size: int
+    mime_type: str
+    user_id: str
+    trashed_at: datetime
+    expires_at: datetime
+    original_event_id: UUID
+
+
+async def store_trashed_file(conn: Connection, entry: NewTrashEntry) -> tuple[TrashRow, bool]:
+    """The row for `entry.original_event_id`, inserted now (True) or found from before (False).
+
+    A concurrent insert of the same event waits on the unique index and then finds nothing to
+    do, so the SELECT that follows sees the committed row.
+    """
+    record = await conn.fetchrow(
+        f"""
+        INSERT INTO trashed_files (id, file_id, file_name, file_path, file_size, mime_type,
+                                   user_id, trashed_at, expires_at, original_event_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (original_event_id) DO NOTHING
+        RETURNING {_TRASH_COLUMNS}
+        """,
+        entry.id,
+        entry.file_id,
+        entry.file_name,
+        entry.file_path,
+        entry.file_size,
+        entry.mime_type,
+        entry.user_id,
+        entry.trashed_at,
+        entry.expires_at,
+        entry.original_event_id,
+    )
+    if record is not None:
+        return TrashRow.from_record(record), True
+    record = await conn.fetchrow(
+        f"SELECT {_TRASH_COLUMNS} FROM trashed_files WHERE original_event_id = $1",
+        entry.original_event_id,
+    )
+    if record is None:
+        # Only possible if the row was inserted and purged in between: a deletion event
+        # redelivered after its trash entry expired. Nothing is left to describe it.
+        raise TrashEntryGone(entry.original_event_id)
+    return TrashRow.from_record(record), False
+
+
+class TrashEntryGone(Exception):
+    """The trash entry of a deletion existed once but was purged before a redelivery."""
+
+    def __init__(self, original_event_id: UUID) -> None:
+        super().__init__(
+            f"the trash entry of event {original_event_id} was already purged; "
+            "the redelivered deletion has nothing left to do"
+        )
+        self.original_event_id = original_event_id
+
+
+async def mark_trash_event_published(conn: Connection, trash_id: UUID, seq: int) -> None:
+    """Remember the stream sequence of the entry's FilePlacedInTrashEvent."""
+    await conn.execute(
+        "UPDATE trashed_files SET trash_event_seq = $2 WHERE id = $1 AND trash_event_seq IS NULL",
+        trash_id,
+        seq,
+    )
+
+
+async def lock_expired(conn: Connection, now: datetime, limit: int) -> list[TrashRow]:
+    """Expired entries no other purge holds, locked until the caller's transaction ends."""
+    records = await conn.fetch(
+        f"""
+        SELECT {_TRASH_COLUMNS} FROM trashed_files
+        WHERE expires_at <= $1
+        ORDER BY expires_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+        """,
+        now,
+        limit,
+    )
+    return [TrashRow.from_record(record) for record in records]
+
+
+async def delete_trashed(conn: Connection, ids: Sequence[UUID]) -> int:
+    status = await conn.execute("DELETE FROM trashed_files WHERE id = ANY($1::uuid[])", list(ids))
+    return _affected(status)
+
+
+# --- audit_log ----------------------------------------------------------------------------
+
+
+async def append_audit_entry(
+    conn: Connection,
+    *,
+    event_id: UUID,
+    event_type: str,
+    user_id: str,
+    subject: str,
+    stream: str,
+    stream_seq: int,
+    payload: Mapping[str, Any],
+) -> bool:
+    """Add the event to the audit log; False when it is already there."""
+    status = await conn.execute(
+        """
+        INSERT INTO audit_log (event_id, event_type, user_id, subject, stream, stream_seq, payload)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        event_id,
+        event_type,
+        user_id,
+        subject,
+        stream,
+        stream_seq,
+        json.dumps(payload),
+    )
+    return _affected(status) == 1
+
+
+# --- analytics ----------------------------------------------------------------------------
+
+
+async def count_event(
+    conn: Connection,
+    *,
+    event_id: UUID,
+    event_type: str,
+    user_id: str,
+    stream_seq: int,
+    bytes_trashed: int,
+) -> bool:
+    """Count one event; False (and nothing counted) when it was counted before.
+
+    Call it inside a transaction: the processed-event row and the counters commit together.
+    """
+    status = await conn.execute(
+        """
+        INSERT INTO analytics_processed_events (event_id, event_type, user_id, stream_seq)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        event_id,
+        event_type,
+        user_id,
+        stream_seq,
+    )
+    if _affected(status) == 0:
+        return False
+    await conn.execute(
+        """
+        INSERT INTO analytics_event_counts AS c (event_type, events, bytes) VALUES ($1, 1, $2)
+        ON CONFLICT (event_type)
+        DO UPDATE SET events = c.events + 1, bytes = c.bytes + EXCLUDED.bytes
+        """,
+        event_type,
+        bytes_trashed,
+    )
+    await conn.execute(
+        """
+        INSERT INTO analytics_user_counts AS c (user_id, event_type, events, bytes)
+        VALUES ($1, $2, 1, $3)
+        ON CONFLICT (user_id, event_type)
+        DO UPDATE SET events = c.events + 1, bytes = c.bytes + EXCLUDED.bytes
+        """,
+        user_id,
+        event_type,
+        bytes_trashed,
+    )
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class TypeCount:
+    event_type: str
+    events: int
+    bytes: int
+
+
+async def event_counts(conn: Connection) -> list[TypeCount]:
+    records = await conn.fetch(
+        "SELECT event_type, events, bytes FROM analytics_event_counts ORDER BY event_type"
+    )
+    return [TypeCount(r["event_type"], r["events"], r["bytes"]) for r in records]
+
+
+# --- cleanup_queue ------------------------------------------------------------------------
+
+
+async def enqueue_cleanup(
+    conn: Connection,
+    *,
+    event_id: UUID,
+    file_id: UUID,
+    user_id: str,
+    file_path: str,
+    file_size: int,
+) -> bool:
+    """Queue a storage path for reclaiming; False when this event queued it before."""
+    status = await conn.execute(
+        """
+        INSERT INTO cleanup_queue (event_id, file_id, user_id, file_path, file_size)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        event_id,
+        file_id,
+        user_id,
+        file_path,
+        file_size,
+    )
+    return _affected(status) == 1
+
+
+# --- user_notifications -------------------------------------------------------------------
+
+
+async def add_notification(
+    conn: Connection, *, event_id: UUID, user_id: str, trash_id: UUID, message: str
+) -> bool:
+    """Store a notification for the user; False when this event stored it before."""
+    status = await conn.execute(
+        """
+        INSERT INTO user_notifications (event_id, user_id, trash_id, message)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        event_id,
+        user_id,
+        trash_id,
+        message,
+    )
+    return _affected(status) == 1
+
+
+# --- reconciliation (demo and tests) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """What the services stored for one set of deletions (a demo run, a test)."""
+
+    trashed_rows: int
+    trash_events_marked: int
+    audit_rows: int
+    analytics_by_type: Mapping[str, int]
+    cleanup_rows: int
+    notification_rows: int
+
+
+async def count_run(
+    conn: Connection, deletion_ids: Iterable[UUID], trash_event_ids: Iterable[UUID]
+) -> RunCounts:
+    """Rows each service wrote for these deletions (and the trash events derived from them)."""
+    deletions = list(deletion_ids)
+    trash_events = list(trash_event_ids)
+    row = await conn.fetchrow(
+        """
+        SELECT
+          (SELECT count(*) FROM trashed_files WHERE original_event_id = ANY($1::uuid[])),
+          (SELECT count(*) FROM trashed_files
+             WHERE original_event_id = ANY($1::uuid[]) AND trash_event_seq IS NOT NULL),
+          (SELECT count(*) FROM audit_log WHERE event_id = ANY($1::uuid[])),
+          (SELECT count(*) FROM cleanup_queue WHERE event_id = ANY($1::uuid[])),
+          (SELECT count(*) FROM user_notifications WHERE event_id = ANY($2::uuid[]))
+        """,
+        deletions,
+        trash_events,
+    )
+    by_type = await conn.fetch(
+        """
+        SELECT event_type, count(*) AS n FROM analytics_processed_events
+        WHERE event_id = ANY($1::uuid[]) GROUP BY event_type ORDER BY event_type
+        """,
+        deletions + trash_events,
+    )
+    return RunCounts(
+        trashed_rows=row[0],
+        trash_events_marked=row[1],
+        audit_rows=row[2],
+        analytics_by_type={r["event_type"]: r["n"] for r in by_type},
+        cleanup_rows=row[3],
+        notification_rows=row[4],
+    )
+
+
+def _affected(status: str) -> int:
+    """The row count of a command tag such as `INSERT 0 1` or `DELETE 3`."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0
