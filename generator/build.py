@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-from generator import naming, subjects
+from generator import formats, naming, subjects
 from generator.diagnostics import Diagnostic, Level, Location, SpecError, escape_pointer_token
 from generator.formats import format_checker
 from generator.ir import Channel, Consumer, Document, Message, Operation, Stream
@@ -45,8 +45,7 @@ def _validator() -> jsonschema.protocols.Validator:
             ("https://filetrash.invalid/schemas/extensions.schema.json", extensions),
         ]
     )
-    cls = jsonschema.validators.validator_for(document.contents)
-    return cls(document.contents, registry=registry)
+    return formats.Validator(document.contents, registry=registry)
 
 
 def seconds(value: float | int | str) -> float:
@@ -97,6 +96,18 @@ class _Builder:
         except SpecError as exc:
             self.errors.extend(exc.diagnostics)
             return None
+
+    def check_class_name(self, class_name: str, pointer: str, what: str) -> None:
+        """datamodel-code-generator would not keep an escaped model name (`BaseModel_`), so the
+        generated imports would miss it: such names are refused instead."""
+        if class_name.endswith("_"):
+            self.error(
+                pointer,
+                "reserved-name",
+                f"{what} would become the class {class_name[:-1]!r}, a Python keyword or builtin "
+                "or a name the generated code uses",
+                f"rename it, e.g. to {class_name[:-1]}Event",
+            )
 
     def claim(self, name: str, pointer: str, what: str) -> None:
         """Registers a generated Python name; a second claim is a collision, reported with both
@@ -310,7 +321,7 @@ class _Builder:
                 return None
             schema, schema_pointer = payload
             properties = schema.get("properties") if isinstance(schema, dict) else None
-            if schema.get("type") != "object" or not isinstance(properties, dict):
+            if not isinstance(properties, dict) or schema.get("type") != "object":
                 self.error(
                     schema_pointer,
                     "payload-not-object",
@@ -321,11 +332,20 @@ class _Builder:
             event_type_schema = self.resolve(
                 properties.get("eventType", {}), f"{schema_pointer}/properties/eventType"
             )
-            if event_type_schema and isinstance(event_type_schema[0], dict):
+            required = schema.get("required")
+            if (
+                event_type_schema
+                and isinstance(event_type_schema[0], dict)
+                and isinstance(required, list)
+                and "eventType" in required
+            ):
+                # Only a required constant can discriminate: pydantic refuses an optional one.
                 const = event_type_schema[0].get("const")
                 event_type = const if isinstance(const, str) else None
-            if "eventId" in properties:
+            if isinstance(required, list) and "eventId" in required:
+                # An optional eventId would make every such event's Nats-Msg-Id "None".
                 id_field = naming.snake("eventId")
+            self.check_class_name(class_name, target, f"message {key}")
             self.claim(class_name, target, f"message {key}")
         message = Message(
             key=key,
@@ -380,7 +400,9 @@ class _Builder:
                         "instances of one durable share work; name the queue after it",
                     )
                 self.check_routable(key, pointer, op_messages, messages)
-            elif "x-jetstream-consumer" in raw:
+            else:
+                self.check_sendable(key, pointer, op_messages, messages)
+            if action == "send" and "x-jetstream-consumer" in raw:
                 self.error(
                     f"{pointer}/x-jetstream-consumer",
                     "consumer-on-send",
@@ -449,12 +471,34 @@ class _Builder:
                 keys.append(message.key)
         return keys
 
+    def check_sendable(
+        self, key: str, pointer: str, keys: list[str], messages: dict[str, Message]
+    ) -> None:
+        for mkey in keys:
+            if not messages[mkey].is_json:
+                self.error(
+                    pointer,
+                    "non-json-send",
+                    f"operation {key} sends {mkey}, which is not JSON",
+                    "publishers are generated for JSON messages with a schema only",
+                )
+
     def check_routable(
         self, key: str, pointer: str, keys: list[str], messages: dict[str, Message]
     ) -> None:
         seen: dict[str, str] = {}
+        methods: dict[str, str] = {}
         for mkey in keys:
             message = messages[mkey]
+            other = methods.setdefault(message.handler_method, mkey)
+            if other != mkey:
+                self.error(
+                    message.pointer,
+                    "name-collision",
+                    f"operation {key} receives {other} and {mkey}, whose handler methods are "
+                    f"both {message.handler_method}",
+                    "rename one of the messages",
+                )
             if not message.is_json:
                 self.error(
                     pointer,
@@ -467,8 +511,8 @@ class _Builder:
                     message.pointer,
                     "no-discriminator",
                     f"operation {key} receives several message types, but {mkey} has no "
-                    "constant eventType to tell it apart",
-                    "give its payload an eventType property with a const value",
+                    "required, constant eventType to tell it apart",
+                    "give its payload a required eventType property with a const value",
                 )
             elif message.event_type is not None and message.event_type in seen:
                 self.error(
@@ -599,6 +643,7 @@ class _Builder:
     # -- models ----------------------------------------------------------------------------
     def build_models_schema(self, messages: dict[str, Message]) -> dict[str, Any]:
         defs: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         pending: list[str] = []
         components = self.data.get("components", {}).get("schemas", {})
         for message in messages.values():
@@ -610,6 +655,7 @@ class _Builder:
                 continue
             schema, schema_pointer = found
             defs[message.class_name] = self.rewrite_refs(schema, schema_pointer, pending)
+            sources[message.class_name] = schema_pointer
         done: set[str] = set()
         while pending:
             name = pending.pop()
@@ -626,10 +672,12 @@ class _Builder:
                     "rename the schema or the message",
                 )
                 continue
+            self.check_class_name(class_name, pointer, f"schema {name}")
             self.claim(class_name, pointer, f"schema {name}")
             defs[class_name] = self.rewrite_refs(components[name], pointer, pending)
+            sources[class_name] = pointer
         for class_name in sorted(defs):
-            self.check_fields(defs[class_name], class_name)
+            self.check_fields(defs[class_name], class_name, sources[class_name])
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$defs": dict(sorted(defs.items())),
@@ -671,35 +719,46 @@ class _Builder:
                 result[k] = self.rewrite_refs(v, child, pending)
         return result
 
-    def check_fields(self, schema: Any, owner: str) -> None:
+    def check_fields(self, schema: Any, owner: str, pointer: str) -> None:
+        """`pointer` is where `schema` was written: the rewritten copy keeps the original's shape."""
         if not isinstance(schema, dict):
             return
         properties = schema.get("properties")
         if isinstance(properties, dict):
             seen: dict[str, str] = {}
-            for wire in properties:
+            for wire, value in properties.items():
+                child = f"{pointer}/properties/{escape_pointer_token(wire)}"
                 python = naming.snake(wire)
                 if python in seen:
                     self.error(
-                        "/components",
+                        child,
                         "field-collision",
                         f"in {owner}, properties {seen[python]!r} and {wire!r} both become {python!r}",
                         "rename one of the properties",
                     )
                 seen[python] = wire
-            for value in properties.values():
-                self.check_fields(value, owner)
+                self.check_fields(value, owner, child)
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                formats.ecma_regex(pattern)
+            except re.error as exc:
+                self.error(
+                    f"{pointer}/pattern",
+                    "invalid-pattern",
+                    f"in {owner}, pattern {pattern!r} is not a regular expression: {exc}",
+                    "fix the pattern (ECMA 262 syntax, which Python's re also reads)",
+                )
         for key in ("items", "additionalProperties"):
-            self.check_fields(schema.get(key), owner)
+            self.check_fields(schema.get(key), owner, f"{pointer}/{key}")
 
     def check_examples(self, messages: dict[str, Message], models_schema: dict[str, Any]) -> None:
         """Every example in the spec must validate against its message's schema."""
-        cls = jsonschema.validators.validator_for(models_schema)
         for message in messages.values():
             if not message.is_json:
                 continue
             raw = self.spec.get(message.pointer)
-            validator = cls(
+            validator = formats.Validator(
                 {**models_schema, "$ref": f"#/$defs/{message.class_name}"},
                 format_checker=format_checker,
             )

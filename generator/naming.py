@@ -25,6 +25,7 @@ RESERVED = frozenset(
         "Delivery",
         "DeliverPolicy",
         "DiscardPolicy",
+        "EventModel",
         "Field",
         "Final",
         "Literal",
@@ -77,7 +78,10 @@ def escape(identifier: str) -> str:
 
 
 def pascal(name: str) -> str:
-    return escape("".join(w[:1].upper() + w[1:] for w in words(name)))
+    """A class name: always capitalised (`N2fa`, `Unnamed`), as datamodel-code-generator names
+    the payload models; a trailing `_` means it had to be escaped."""
+    escaped = escape("".join(w[:1].upper() + w[1:] for w in words(name)))
+    return escaped[:1].upper() + escaped[1:]
 
 
 def snake(name: str) -> str:

@@ -6,6 +6,7 @@ file is formatted by the pinned ruff, and a formatter failure is a generator err
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import jinja2
 from ruff.__main__ import find_ruff_bin  # type: ignore[import-untyped]
 
 from generator.ir import Document
-from generator.models import render_models
+from generator.models import ModelGenerationError, render_models
 from generator.naming import py_str
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -51,12 +52,26 @@ def render(doc: Document) -> dict[str, str]:
     }
     files = {
         "__init__.py": env.get_template("__init__.py.jinja").render(context),
-        "models.py": render_models(doc.models_schema, str(header)),
+        "models.py": _checked_models(doc, str(header)),
         "topology.py": env.get_template("topology.py.jinja").render(context),
         "publishers.py": env.get_template("publishers.py.jinja").render(context),
         "consumers.py": env.get_template("consumers.py.jinja").render(context),
     }
     return {path: format_python(text, path) for path, text in sorted(files.items())}
+
+
+def _checked_models(doc: Document, header: str) -> str:
+    """The templates import each JSON message's model by the name the builder chose; a model that
+    datamodel-code-generator named otherwise (to dodge a clash) would break those imports."""
+    code = render_models(doc.models_schema, header)
+    defined = {node.name for node in ast.parse(code).body if isinstance(node, ast.ClassDef)}
+    missing = {m.class_name for m in doc.messages if m.is_json} - defined
+    if missing:
+        raise ModelGenerationError(
+            f"datamodel-code-generator did not name a model {', '.join(sorted(missing))} "
+            "(another schema or an inline object took the name); rename the message"
+        )
+    return code
 
 
 def format_python(source: str, path: str) -> str:
