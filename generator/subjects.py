@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_TOKEN = re.compile(r"^[^\s.*>]+$")
+_TOKEN = re.compile(r"[^\s.*>]+")
 
 
 def is_valid_subject(subject: str) -> bool:
@@ -14,7 +14,7 @@ def is_valid_subject(subject: str) -> bool:
         if token == ">":
             if i != len(tokens) - 1:
                 return False
-        elif token != "*" and not _TOKEN.match(token):
+        elif token != "*" and not _TOKEN.fullmatch(token):
             return False
     return True
 
