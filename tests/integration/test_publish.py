@@ -1,0 +1,103 @@
+"""JetStreamPublisher against a real nats-server: PubAcks, deduplication by Nats-Msg-Id, and
+retries that ride out a server restart without storing a message twice."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from generated.topology import STREAMS
+from handwritten.runtime.connect import connect_nats
+from handwritten.runtime.jetstream import JetStreamPublisher, PublishFailed
+from tests.support.servers import NatsServer
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
+    client = await connect_nats(nats_server.url, name="test-publish")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def js(nc: Client) -> JetStreamContext:
+    js = nc.jetstream()
+    await js.add_stream(config=dataclasses.replace(STREAMS["FILE_EVENTS"]))
+    return js
+
+
+async def stored(js: JetStreamContext) -> int:
+    return (await js.stream_info("FILE_EVENTS")).state.messages
+
+
+async def test_publish_waits_for_the_pub_ack_and_sets_the_msg_id(js: JetStreamContext) -> None:
+    publisher = JetStreamPublisher(js)
+    result = await publisher.publish(
+        "files.deleted", b'{"x": 1}', msg_id="event-1", headers={"Trace-Id": "t-1"}
+    )
+    assert (result.stream, result.seq, result.duplicate) == ("FILE_EVENTS", 1, False)
+    message = await js.get_msg("FILE_EVENTS", 1)
+    assert message.data == b'{"x": 1}'
+    assert message.headers == {"Nats-Msg-Id": "event-1", "Trace-Id": "t-1"}
+
+
+async def test_a_repeated_msg_id_is_reported_as_duplicate_and_stored_once(
+    js: JetStreamContext,
+) -> None:
+    publisher = JetStreamPublisher(js)
+    first = await publisher.publish("files.deleted", b"a", msg_id="same")
+    again = await publisher.publish("files.deleted", b"a", msg_id="same")
+    other = await publisher.publish("files.deleted", b"b", msg_id="other")
+    assert not first.duplicate and again.duplicate
+    assert again.seq == first.seq
+    assert other.seq == first.seq + 1 and not other.duplicate
+    assert await stored(js) == 2
+
+
+async def test_an_empty_msg_id_is_refused(js: JetStreamContext) -> None:
+    with pytest.raises(ValueError, match="msg_id"):
+        await JetStreamPublisher(js).publish("files.deleted", b"a", msg_id="")
+    assert await stored(js) == 0
+
+
+async def test_a_subject_no_stream_captures_fails_after_the_attempts(js: JetStreamContext) -> None:
+    publisher = JetStreamPublisher(js, timeout=1.0, attempts=2)
+    started = time.monotonic()
+    with pytest.raises(PublishFailed, match=r"nowhere\.at\.all.*2 attempts"):
+        await publisher.publish("nowhere.at.all", b"a", msg_id="lost")
+    assert time.monotonic() - started < 3
+
+
+async def test_a_publish_during_a_server_restart_is_retried_with_the_same_msg_id(
+    nats_server: NatsServer, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="handwritten.runtime.jetstream")
+    publisher = JetStreamPublisher(js, timeout=0.5, attempts=20)
+    await asyncio.to_thread(nats_server.stop)
+    task = asyncio.create_task(publisher.publish("files.deleted", b"survivor", msg_id="e-42"))
+    await wait_for(lambda: any("retry" in r.getMessage() for r in caplog.records), what="a retry")
+    assert not task.done()
+    await asyncio.to_thread(nats_server.start)
+    result = await asyncio.wait_for(task, 20)
+    assert result.seq == 1
+    assert await stored(js) == 1, "stored once although it may have been sent several times"
+    message = await js.get_msg("FILE_EVENTS", 1)
+    assert message.data == b"survivor" and (message.headers or {})["Nats-Msg-Id"] == "e-42"
+    repeat = await publisher.publish("files.deleted", b"survivor", msg_id="e-42")
+    assert repeat.duplicate and repeat.seq == 1
