@@ -1,0 +1,119 @@
+"""Dead letters: a copy of a message a consumer gives up on, with the reason in its headers.
+
+The copy goes to the endpoint's `dead_letter_subject` (stream FILE_EVENTS_DLQ), byte for byte,
+with the `Filetrash-Dlq-*` headers of the spec's DeadLetterHeaders. Its `Nats-Msg-Id` is
+`dlq:<stream>:<sequence>`, so a dead letter that is retried (the term got lost, the consumer
+crashed between publish and term) is stored once within the DLQ's duplicate window.
+
+Order matters: publish the dead letter first, term the original only after the PubAck. If
+the publish fails, the original must stay in its stream (nak it) — never term what is not
+safely copied.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, Literal
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from handwritten.runtime.contract import ConsumerEndpoint, Publish, PublishResult
+from handwritten.runtime.jetstream import JetStreamPublisher
+
+log = logging.getLogger(__name__)
+
+DeadLetterReason = Literal[
+    "invalid-json", "schema-invalid", "unknown-event-type", "permanent-error", "max-deliver"
+]
+REASONS: Final[tuple[DeadLetterReason, ...]] = (
+    "invalid-json",
+    "schema-invalid",
+    "unknown-event-type",
+    "permanent-error",
+    "max-deliver",
+)
+
+REASON_HEADER = "Filetrash-Dlq-Reason"
+DETAIL_HEADER = "Filetrash-Dlq-Detail"
+STREAM_HEADER = "Filetrash-Dlq-Stream"
+SUBJECT_HEADER = "Filetrash-Dlq-Subject"
+SEQUENCE_HEADER = "Filetrash-Dlq-Sequence"
+CONSUMER_HEADER = "Filetrash-Dlq-Consumer"
+DELIVERIES_HEADER = "Filetrash-Dlq-Deliveries"
+
+DETAIL_MAX_CHARS = 500
+"""Headers are not a log: keep the detail to what fits on a line."""
+
+
+class DeadLetterFailed(Exception):
+    """The dead letter could not be stored; the original must not be termed."""
+
+
+def one_line(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
+    """Whitespace runs (newlines included) become one space; long text is cut with '…'.
+
+    Header values may not contain CR or LF, and a detail is for a human skimming a list.
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def dead_letter_msg_id(stream: str, stream_seq: int) -> str:
+    return f"dlq:{stream}:{stream_seq}"
+
+
+def dead_letter_headers(
+    msg: Msg, *, consumer: str, reason: DeadLetterReason, detail: str
+) -> dict[str, str]:
+    """The DeadLetterHeaders of the spec, taken from the message's JetStream metadata."""
+    meta = msg.metadata
+    return {
+        REASON_HEADER: reason,
+        DETAIL_HEADER: one_line(detail) or reason,
+        STREAM_HEADER: meta.stream,
+        SUBJECT_HEADER: msg.subject,
+        SEQUENCE_HEADER: str(meta.sequence.stream),
+        CONSUMER_HEADER: consumer,
+        DELIVERIES_HEADER: str(meta.num_delivered),
+    }
+
+
+async def dead_letter(
+    js: Publish | JetStreamContext,
+    msg: Msg,
+    *,
+    endpoint: ConsumerEndpoint[Any, Any],
+    reason: DeadLetterReason,
+    detail: str,
+) -> PublishResult:
+    """Store a copy of `msg` in the dead-letter stream and wait for the PubAck.
+
+    Raises `DeadLetterFailed` when it could not be stored; the caller then naks the original
+    instead of terming it. Does not ack or term `msg` itself.
+    """
+    if reason not in REASONS:
+        raise ValueError(f"unknown dead-letter reason {reason!r}; expected one of {REASONS}")
+    publisher: Publish = JetStreamPublisher(js) if isinstance(js, JetStreamContext) else js
+    meta = msg.metadata
+    headers = dead_letter_headers(msg, consumer=endpoint.durable, reason=reason, detail=detail)
+    msg_id = dead_letter_msg_id(meta.stream, meta.sequence.stream)
+    try:
+        result = await publisher.publish(
+            endpoint.dead_letter_subject, msg.data, msg_id=msg_id, headers=headers
+        )
+    except Exception as error:
+        raise DeadLetterFailed(
+            f"could not store the dead letter of {meta.stream} #{meta.sequence.stream} on "
+            f"{endpoint.dead_letter_subject}: {type(error).__name__} {error}".rstrip()
+        ) from error
+    log.warning(
+        "☠️ %s #%d (%s) dead-lettered to %s: %s — %s",
+        meta.stream,
+        meta.sequence.stream,
+        msg.subject,
+        endpoint.dead_letter_subject,
+        reason,
+        headers[DETAIL_HEADER],
+    )
+    return result

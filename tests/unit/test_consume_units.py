@@ -1,0 +1,293 @@
+"""The consume loop's pure parts: why a message is dead-lettered, retry delays, the dead-letter
+headers, ack-wait arithmetic, logging formats and the shutdown signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import uuid
+from typing import Any
+
+import pytest
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
+from pydantic import ValidationError
+
+from generated.consumers import ANALYTICS_SERVICE, AUDIT_LOGGER, TRASH_PROCESSOR
+from handwritten.runtime.consume import ConsumeSettings, classify_invalid, shortest_ack_wait
+from handwritten.runtime.contract import ConsumerEndpoint
+from handwritten.runtime.deadletter import (
+    DETAIL_MAX_CHARS,
+    dead_letter_headers,
+    dead_letter_msg_id,
+    one_line,
+)
+from handwritten.runtime.logging import JsonFormatter, TextFormatter, setup_logging, short_id
+from handwritten.runtime.shutdown import install_shutdown
+
+VALID = {
+    "eventId": "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
+    "eventType": "FileDeletedEvent",
+    "timestamp": "2026-01-02T03:04:05Z",
+    "data": {
+        "fileId": "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a",
+        "fileName": "report.pdf",
+        "filePath": "/files/user-001/report.pdf",
+        "fileSize": 1024,
+        "mimeType": "application/pdf",
+        "userId": "user-001",
+        "deletedAt": "2026-01-02T03:04:05Z",
+    },
+}
+
+
+def refusal(endpoint: ConsumerEndpoint[Any, Any], data: bytes) -> tuple[str, str]:
+    with pytest.raises(ValidationError) as error:
+        endpoint.decode(data)
+    return classify_invalid(error.value, data, endpoint.event_types)
+
+
+def with_(**changes: Any) -> bytes:
+    document = json.loads(json.dumps(VALID))
+    for key, value in changes.items():
+        if key == "data":
+            document["data"].update(value)
+        else:
+            document[key] = value
+    return json.dumps(document).encode()
+
+
+def test_the_valid_example_decodes() -> None:
+    assert TRASH_PROCESSOR.decode(json.dumps(VALID).encode()).data.file_size == 1024
+
+
+@pytest.mark.parametrize("endpoint", [TRASH_PROCESSOR, ANALYTICS_SERVICE])
+@pytest.mark.parametrize(
+    "data", [b"not json", b"", b'{"eventType": ', b"\xff\xfe", b"{'single': 'quotes'}"]
+)
+def test_bytes_that_are_not_json_are_invalid_json(
+    endpoint: ConsumerEndpoint[Any, Any], data: bytes
+) -> None:
+    reason, detail = refusal(endpoint, data)
+    assert reason == "invalid-json"
+    assert detail.startswith("Invalid JSON")
+
+
+@pytest.mark.parametrize("endpoint", [TRASH_PROCESSOR, AUDIT_LOGGER, ANALYTICS_SERVICE])
+def test_an_event_type_the_operation_does_not_receive_is_unknown(
+    endpoint: ConsumerEndpoint[Any, Any],
+) -> None:
+    reason, detail = refusal(endpoint, with_(eventType="FileRestoredEvent"))
+    assert reason == "unknown-event-type"
+    assert '"FileRestoredEvent"' in detail and "FileDeletedEvent" in detail
+
+
+def test_a_trashed_event_is_unknown_to_the_trash_processor() -> None:
+    """FilePlacedInTrashEvent exists in the spec, but not for this operation."""
+    reason, _ = refusal(TRASH_PROCESSOR, with_(eventType="FilePlacedInTrashEvent"))
+    assert reason == "unknown-event-type"
+
+
+@pytest.mark.parametrize("endpoint", [TRASH_PROCESSOR, ANALYTICS_SERVICE])
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        ({"data": {"fileSize": -1}}, "fileSize"),
+        ({"data": {"fileSize": "1024"}}, "fileSize"),  # strict: no strings for integers
+        ({"data": {"filePath": "relative/path"}}, "filePath"),
+        ({"timestamp": "2026-01-02T03:04:05"}, "timestamp"),  # no time zone
+        ({"extra": 1}, "extra"),
+        ({"eventId": "not-a-uuid"}, "eventId"),
+    ],
+)
+def test_a_schema_violation_is_schema_invalid_and_names_the_field(
+    endpoint: ConsumerEndpoint[Any, Any], changes: dict[str, Any], where: str
+) -> None:
+    reason, detail = refusal(endpoint, with_(**changes))
+    assert reason == "schema-invalid"
+    assert where in detail
+
+
+@pytest.mark.parametrize("data", [b"[]", b"42", b'"text"', b"{}", b'{"eventType": null}'])
+def test_json_that_is_no_event_object_is_schema_invalid(data: bytes) -> None:
+    reason, detail = refusal(TRASH_PROCESSOR, data)
+    assert reason == "schema-invalid"
+    assert detail
+
+
+def test_a_missing_event_type_is_schema_invalid_not_unknown() -> None:
+    document = json.loads(json.dumps(VALID))
+    del document["eventType"]
+    reason, _ = refusal(ANALYTICS_SERVICE, json.dumps(document).encode())
+    assert reason == "schema-invalid"
+
+
+def test_several_problems_are_counted_in_one_line() -> None:
+    reason, detail = refusal(TRASH_PROCESSOR, with_(data={"fileSize": -1, "userId": ""}))
+    assert reason == "schema-invalid"
+    assert "(and 1 more)" in detail and "\n" not in detail
+
+
+def test_nak_delays_double_from_the_base_up_to_the_max() -> None:
+    settings = ConsumeSettings(nak_delay_base=0.5, nak_delay_max=30.0)
+    assert [settings.nak_delay(n) for n in (1, 2, 3, 4, 5, 6, 7, 8)] == [
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        30.0,
+        30.0,
+    ]
+    assert settings.nak_delay(0) == 0.5
+    assert settings.nak_delay(10_000) == 30.0
+
+
+def test_the_pull_heartbeat_stays_below_what_the_server_accepts() -> None:
+    """The server refuses an idle heartbeat above half the pull's expiry."""
+    assert ConsumeSettings(fetch_timeout=1.0, heartbeat=0.5).pull_heartbeat == 0.25
+    assert ConsumeSettings(fetch_timeout=30.0, heartbeat=5.0).pull_heartbeat == 5.0
+    assert ConsumeSettings(heartbeat=None).pull_heartbeat is None
+    assert ConsumeSettings(heartbeat=0).pull_heartbeat is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"batch_size": 0},
+        {"fetch_timeout": 0},
+        {"nak_delay_base": -1},
+        {"ack_attempts": 0},
+    ],
+)
+def test_nonsense_settings_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        ConsumeSettings(**bad)
+
+
+def test_the_shortest_ack_wait_follows_the_backoff_when_there_is_one() -> None:
+    assert shortest_ack_wait(ConsumerConfig(ack_wait=30.0, backoff=[1.0, 5.0, 15.0])) == 1.0
+    assert shortest_ack_wait(ConsumerConfig(ack_wait=7.0)) == 7.0
+    assert shortest_ack_wait(ConsumerConfig()) == 30.0
+
+
+def jetstream_msg(
+    data: bytes = b"payload", *, seq: int = 42, delivered: int = 3, subject: str = "files.deleted"
+) -> Msg:
+    reply = f"$JS.ACK.FILE_EVENTS.trash-processor.{delivered}.{seq}.17.1767322800000000000.5"
+    return Msg(_client=None, subject=subject, reply=reply, data=data)  # type: ignore[arg-type]
+
+
+def test_dead_letter_headers_carry_where_the_message_came_from() -> None:
+    headers = dead_letter_headers(
+        jetstream_msg(),
+        consumer="trash-processor",
+        reason="max-deliver",
+        detail="handler failed 3 times:\n  RuntimeError: boom",
+    )
+    assert headers == {
+        "Filetrash-Dlq-Reason": "max-deliver",
+        "Filetrash-Dlq-Detail": "handler failed 3 times: RuntimeError: boom",
+        "Filetrash-Dlq-Stream": "FILE_EVENTS",
+        "Filetrash-Dlq-Subject": "files.deleted",
+        "Filetrash-Dlq-Sequence": "42",
+        "Filetrash-Dlq-Consumer": "trash-processor",
+        "Filetrash-Dlq-Deliveries": "3",
+    }
+    assert dead_letter_msg_id("FILE_EVENTS", 42) == "dlq:FILE_EVENTS:42"
+
+
+def test_an_empty_detail_falls_back_to_the_reason() -> None:
+    headers = dead_letter_headers(
+        jetstream_msg(), consumer="c", reason="permanent-error", detail=" \n "
+    )
+    assert headers["Filetrash-Dlq-Detail"] == "permanent-error"
+
+
+def test_details_are_one_line_and_bounded() -> None:
+    assert one_line("a\r\nb\tc   d") == "a b c d"
+    long = one_line("x" * 10_000)
+    assert len(long) == DETAIL_MAX_CHARS and long.endswith("…")
+
+
+def test_short_ids_keep_eight_characters() -> None:
+    value = uuid.UUID("3f2a9c1e-0000-4000-8000-000000000000")
+    assert short_id(value) == "3f2a9c1e..."
+    assert short_id("user-001") == "user-001"
+    assert short_id("user-00123") == "user-001..."
+
+
+def record(message: str, **extra: Any) -> logging.LogRecord:
+    entry = logging.LogRecord("trash-processor", logging.INFO, __file__, 1, message, None, None)
+    for key, value in extra.items():
+        setattr(entry, key, value)
+    return entry
+
+
+def test_json_logs_are_one_object_per_line_with_the_extra_fields() -> None:
+    line = JsonFormatter().format(record("stored\nin trash", step="stored", seq=7))
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "stored in trash"
+    assert (entry["level"], entry["logger"], entry["step"], entry["seq"]) == (
+        "INFO",
+        "trash-processor",
+        "stored",
+        7,
+    )
+    assert entry["time"].endswith("+00:00")
+
+
+def test_json_logs_carry_the_exception() -> None:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        import sys
+
+        entry = record("failed")
+        entry.exc_info = sys.exc_info()
+    parsed = json.loads(JsonFormatter().format(entry))
+    assert "RuntimeError: boom" in parsed["exception"]
+
+
+def test_text_logs_are_one_short_line() -> None:
+    line = TextFormatter().format(record("✅ trash-processor ready"))
+    assert line.endswith("INFO  trash-processor: ✅ trash-processor ready")
+
+
+def test_setup_logging_replaces_its_own_handler_and_refuses_unknown_formats() -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    level = root.level
+    try:
+        setup_logging("json", "debug")
+        setup_logging("text", "INFO")
+        ours = [h for h in root.handlers if h not in before]
+        assert len(ours) == 1 and isinstance(ours[0].formatter, TextFormatter)
+        assert root.level == logging.INFO
+        with pytest.raises(ValueError):
+            setup_logging("xml")  # type: ignore[arg-type]
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
+async def test_sigterm_sets_the_stop_event_once() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    install_shutdown(stop)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stop.wait(), 5)
+        # The handler removed itself: a second signal would get the default behaviour.
+        assert not loop.remove_signal_handler(signal.SIGTERM)
+        assert not loop.remove_signal_handler(signal.SIGINT)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
