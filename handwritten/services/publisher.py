@@ -202,15 +202,19 @@ class PublishedDeletion:
     result: PublishResult
 
 
-def log_published(event: FileDeletedEvent, result: PublishResult) -> None:
+def describe_published(event: FileDeletedEvent, result: PublishResult) -> str:
     """`📤 Published FileDeletedEvent: 04d05b5f... (file: screenshot.png, user: a1b2c3d4...) [seq: 23]`"""
+    return (
+        f"📤 Published FileDeletedEvent: {short_id(event.event_id)} "
+        f"(file: {event.data.file_name}, user: {short_id(event.data.user_id)}) [seq: {result.seq}]"
+        + (" (duplicate: JetStream kept the first)" if result.duplicate else "")
+    )
+
+
+def log_published(event: FileDeletedEvent, result: PublishResult) -> None:
     log.info(
-        "📤 Published FileDeletedEvent: %s (file: %s, user: %s) [seq: %d]%s",
-        short_id(event.event_id),
-        event.data.file_name,
-        short_id(event.data.user_id),
-        result.seq,
-        " (duplicate: JetStream kept the first)" if result.duplicate else "",
+        "%s",
+        describe_published(event, result),
         extra={
             "step": "published",
             "event_id": str(event.event_id),

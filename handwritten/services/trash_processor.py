@@ -134,7 +134,18 @@ class TrashProcessor:
                 row.trash_event_seq,
                 extra={"step": "already-published", "trash_event_id": str(trash_event.event_id)},
             )
-            return
+        else:
+            await self._publish_trash_event(row, trash_event)
+        # The loop acks right after this returns; a crash before that brings the deletion back.
+        log.info(
+            "✅ Message processed successfully: %s",
+            short_id(event.event_id),
+            extra={"step": "processed", "event_id": str(event.event_id)},
+        )
+
+    async def _publish_trash_event(
+        self, row: queries.TrashRow, trash_event: FilePlacedInTrashEvent
+    ) -> None:
         result = await self._publish.publish(trash_event)
         if not result.duplicate:
             self.published += 1

@@ -1,0 +1,199 @@
+"""Running the real services against the fixtures' servers, in-process or as processes.
+
+Shared by test_services, test_purge and test_demo. Every wait has a deadline; nothing sleeps
+to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from generated.topology import CONSUMERS, STREAMS
+from handwritten.db.migrate import migrate
+from handwritten.db.queries import RunCounts, count_run
+from handwritten.runtime.connect import connect_db, connect_nats
+from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
+from handwritten.runtime.jetstream import JetStreamPublisher
+from handwritten.runtime.provision import provision
+from handwritten.services import ids
+from handwritten.services.faults import NO_FAULTS
+from handwritten.services.publisher import DeletionSimulator, PublishedDeletion, publish_deletions
+from handwritten.services.registry import ServiceResources, service
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+FAST = ConsumeSettings(batch_size=8, fetch_timeout=0.5, nak_delay_base=0.05, nak_delay_max=0.2)
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, what: str
+) -> None:
+    """Poll `condition` until true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Servers:
+    nats_url: str
+    database_url: str
+    nc: Client
+    js: JetStreamContext
+    pool: asyncpg.Pool
+
+    @property
+    def publisher(self) -> JetStreamPublisher:
+        return JetStreamPublisher(self.js)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a `filetrash` child process using these servers."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FILETRASH_")}
+        env.update(NATS_URL=self.nats_url, DATABASE_URL=self.database_url, **extra)
+        return env
+
+    async def counts(self, deletion_ids: list[UUID]) -> RunCounts:
+        return await count_run(
+            self.pool, deletion_ids, [ids.trash_event_id(i) for i in deletion_ids]
+        )
+
+    async def publish(
+        self, count: int, *, seed: int = 1, rate: float = 0
+    ) -> list[PublishedDeletion]:
+        return await publish_deletions(
+            self.publisher,
+            DeletionSimulator(random.Random(seed)),
+            count=count,
+            rate=rate,
+            on_published=lambda event, result: None,
+        )
+
+
+@asynccontextmanager
+async def provisioned(nats_url: str, database_url: str) -> AsyncIterator[Servers]:
+    """The spec's streams and consumers, the migrations, and connections to both servers."""
+    nc = await connect_nats(nats_url, name="test")
+    pool = await connect_db(database_url, min_size=1, max_size=8)
+    try:
+        js = nc.jetstream()
+        await provision(js, STREAMS, CONSUMERS, apply=True)
+        await migrate(pool)
+        yield Servers(nats_url, database_url, nc, js, pool)
+    finally:
+        await pool.close()
+        await nc.close()
+
+
+class RunningService:
+    """One instance of a service in this process: its own NATS connection, like a process."""
+
+    def __init__(self, name: str, servers: Servers, **resources: Any) -> None:
+        self.name = name
+        self.servers = servers
+        self.resources = resources
+        self.stop_event = asyncio.Event()
+        self.stats = ConsumeStats()
+        self.handler: Any = None
+        self._task: asyncio.Task[ConsumeStats] | None = None
+        self._nc: Client | None = None
+
+    async def start(self, settings: ConsumeSettings = FAST) -> RunningService:
+        definition = service(self.name)
+        self._nc = await connect_nats(self.servers.nats_url, name=f"test {self.name}")
+        resources = ServiceResources(
+            pool=self.servers.pool,
+            js=JetStreamPublisher(self._nc.jetstream()),
+            **{"faults": NO_FAULTS, **self.resources},
+        )
+        self.handler = definition.make_handler(resources)
+        self._task = asyncio.ensure_future(
+            run_consumer(
+                self._nc,
+                definition.endpoint,
+                self.handler,
+                settings=settings,
+                stop=self.stop_event,
+                stats=self.stats,
+            )
+        )
+        return self
+
+    async def stop(self, timeout: float = 15.0) -> ConsumeStats:
+        assert self._task is not None and self._nc is not None
+        self.stop_event.set()
+        try:
+            stats = await asyncio.wait_for(self._task, timeout)
+        finally:
+            await self._nc.close()
+        return stats
+
+
+@asynccontextmanager
+async def running(
+    servers: Servers, *names: str, **resources: Any
+) -> AsyncIterator[list[RunningService]]:
+    started = [await RunningService(name, servers, **resources).start() for name in names]
+    try:
+        yield started
+    finally:
+        for each in started:
+            await each.stop()
+
+
+class ServiceProcess:
+    """`filetrash run NAME` as a real process, its output in a file."""
+
+    def __init__(self, name: str, env: Mapping[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "handwritten.cli", "run", name, "--log-format", "json"],
+            env=dict(env),
+            cwd=REPO_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    async def wait_exit(self, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while (status := self.process.poll()) is None:
+            assert time.monotonic() < deadline, f"{self.name} did not exit:\n{self.output()}"
+            await asyncio.sleep(0.05)
+        self._log.close()
+        return status
+
+    async def terminate(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return await self.wait_exit(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
