@@ -123,7 +123,7 @@ def test_every_derived_name_is_a_usable_identifier(name: str) -> None:
     assert naming.pascal(name)[0].isupper()
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40))
 def test_names_with_the_same_words_meet(name: str) -> None:
     """Collisions are decided on words: the same words in another spelling give the same name."""
     words = naming.words(name)
