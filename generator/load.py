@@ -118,14 +118,15 @@ def load_spec(path: Path, display: str | None = None) -> Spec:
     shown = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 ({exc.reason})"
         raise SpecError(
             [
                 Diagnostic(
                     Level.ERROR,
                     "unreadable",
                     Location(shown, 1, 1, ""),
-                    f"cannot read the spec: {exc.strerror}",
+                    f"cannot read the spec: {reason}",
                     "check --spec",
                 )
             ]
@@ -174,10 +175,27 @@ def load_text(text: str, display: str) -> Spec:
     return spec
 
 
+# Far more than any real spec; stops a few lines of nested aliases ("billion laughs") from
+# expanding into gigabytes.
+MAX_NODES = 200_000
+
+
 def _convert(
     node: yaml.Node, pointer: str, spec: Spec, problems: list[Diagnostic], loader: yaml.SafeLoader
 ) -> Any:
     spec.lines[pointer] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if len(spec.lines) > MAX_NODES:
+        raise SpecError(
+            [
+                Diagnostic(
+                    Level.ERROR,
+                    "too-large",
+                    spec.where(pointer),
+                    f"the spec expands to more than {MAX_NODES} YAML nodes",
+                    "do not nest aliases (*name) of big anchors",
+                )
+            ]
+        )
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
