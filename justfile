@@ -32,3 +32,49 @@ lint:
 # Validate the spec with the official AsyncAPI parser (installs it into a temporary directory).
 validate-spec:
     bash .ci/validate-asyncapi asyncapi/asyncapi.yaml
+
+# --- the services (each reads NATS_URL/DATABASE_URL, else the servers `just up` started) ---
+
+# Start nats-server and PostgreSQL for development (no docker needed).
+up:
+    {{python}} -m handwritten.cli up
+
+# Stop the dev servers; their data is kept.
+down:
+    {{python}} -m handwritten.cli down
+
+# Create the spec's streams and consumers and apply the database migrations.
+provision *ARGS:
+    {{python}} -m handwritten.cli provision {{ARGS}}
+
+# Trash processor: deletions → trashed_files → FilePlacedInTrashEvent (run it twice to compete).
+dev-subscriber *ARGS:
+    {{python}} -m handwritten.cli run trash-processor {{ARGS}}
+
+# Audit logger: every deletion into audit_log (fan-out beside the trash processor).
+dev-audit-logger *ARGS:
+    {{python}} -m handwritten.cli run audit-logger {{ARGS}}
+
+# Analytics: files.> routed on eventType into counters per type and per user.
+dev-analytics *ARGS:
+    {{python}} -m handwritten.cli run analytics-service {{ARGS}}
+
+# Cleanup: each deleted file's storage path into the cleanup queue (files.deleted only).
+dev-cleanup *ARGS:
+    {{python}} -m handwritten.cli run cleanup-service {{ARGS}}
+
+# Notifications: tell users what went to the trash (files.trashed only).
+dev-notification *ARGS:
+    {{python}} -m handwritten.cli run notification-service {{ARGS}}
+
+# Publish simulated deletions, one a second (--count N, --rate R, --seed S).
+dev-publisher *ARGS:
+    {{python}} -m handwritten.cli publish {{ARGS}}
+
+# Delete expired trash entries for good (--now 2027-01-01T00:00:00Z to look ahead).
+purge *ARGS:
+    {{python}} -m handwritten.cli purge {{ARGS}}
+
+# Everything at once: servers, provisioning, every service, N deletions, reconciliation.
+demo *ARGS:
+    {{python}} -m handwritten.cli demo {{ARGS}}

@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from handwritten.runtime.servers import resolve_servers
     from handwritten.services.faults import FaultInjector, FaultSpecInvalid
     from handwritten.services.registry import InvalidRetention, retention_from
-    from handwritten.services.run import run_service
+    from handwritten.services.run import DatabaseNotMigrated, run_service
 
     setup_logging(args.log_format)
     try:
@@ -100,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 settings=ConsumeSettings(batch_size=args.batch_size),
             )
         )
-    except (ConsumerMissing, ConsumerNotPullBased) as error:
+    except (ConsumerMissing, ConsumerNotPullBased, DatabaseNotMigrated) as error:
         return _user_error(str(error))
     return 0
 
@@ -119,17 +119,22 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     from handwritten.runtime.logging import setup_logging
     from handwritten.runtime.servers import resolve_servers
-    from handwritten.services.run import run_purge
+    from handwritten.services.run import DatabaseNotMigrated, run_purge
 
     setup_logging(args.log_format)
     urls = resolve_servers()
-    asyncio.run(run_purge(urls, now=args.now, batch_size=args.batch_size))
+    try:
+        asyncio.run(run_purge(urls, now=args.now, batch_size=args.batch_size))
+    except DatabaseNotMigrated as error:
+        return _user_error(str(error))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from handwritten.runtime.logging import setup_logging
     from handwritten.services.demo import DemoOptions, run_demo
 
+    setup_logging("text", level="WARNING")  # the demo's own lines are printed, not logged
     options = DemoOptions(
         count=args.count,
         rate=args.rate,

@@ -13,16 +13,29 @@ from datetime import datetime, timedelta
 import asyncpg
 from nats.aio.client import Client
 
+from handwritten.db.migrate import pending_migrations
 from handwritten.runtime.connect import connect_db, connect_nats
 from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
 from handwritten.runtime.jetstream import JetStreamPublisher
 from handwritten.runtime.servers import ServerUrls, redact
-from handwritten.runtime.shutdown import install_shutdown
+from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
 from handwritten.services.faults import FaultInjector
 from handwritten.services.publisher import DeletionSimulator, PublishedDeletion, publish_deletions
 from handwritten.services.purge import DEFAULT_BATCH_SIZE, PurgeReport, purge_expired
 from handwritten.services.registry import ServiceResources, service
 from handwritten.services.trash_processor import DEFAULT_RETENTION
+
+
+class DatabaseNotMigrated(Exception):
+    """The database lacks migrations the services need: they would fail on every message."""
+
+
+async def require_migrated(pool: asyncpg.Pool) -> None:
+    pending = await pending_migrations(pool)
+    if pending:
+        raise DatabaseNotMigrated(
+            f"the database lacks migration(s) {', '.join(pending)}: run `filetrash provision`"
+        )
 
 
 @asynccontextmanager
@@ -61,25 +74,30 @@ async def run_service(
     stop = asyncio.Event() if stop is None else stop
     if handle_signals:
         install_shutdown(stop)
-    log.info("🚀 %s starting...", definition.title)
-    log.info("📡 Connecting to NATS at %s", redact(urls.nats_url))
-    log.info("🗄️  Connecting to PostgreSQL at %s", redact(urls.database_url))
-    async with connected(urls, name=f"filetrash {name}") as (nc, pool):
-        assert pool is not None
-        resources = ServiceResources(
-            pool=pool,
-            js=JetStreamPublisher(nc.jetstream()),
-            retention=retention,
-            faults=faults if faults is not None else FaultInjector.from_env(),
-        )
-        handler = definition.make_handler(resources)
-        stats = await run_consumer(
-            nc,
-            definition.endpoint,
-            handler,
-            settings=settings if settings is not None else ConsumeSettings(),
-            stop=stop,
-        )
+    try:
+        log.info("🚀 %s starting...", definition.title)
+        log.info("📡 Connecting to NATS at %s", redact(urls.nats_url))
+        log.info("🗄️  Connecting to PostgreSQL at %s", redact(urls.database_url))
+        async with connected(urls, name=f"filetrash {name}") as (nc, pool):
+            assert pool is not None
+            await require_migrated(pool)
+            resources = ServiceResources(
+                pool=pool,
+                js=JetStreamPublisher(nc.jetstream()),
+                retention=retention,
+                faults=faults if faults is not None else FaultInjector.from_env(),
+            )
+            handler = definition.make_handler(resources)
+            stats = await run_consumer(
+                nc,
+                definition.endpoint,
+                handler,
+                settings=settings if settings is not None else ConsumeSettings(),
+                stop=stop,
+            )
+    finally:
+        if handle_signals:
+            uninstall_shutdown()
     log.info(
         "👋 %s stopped: %d handled, %d acked, %d retried, %d dead-lettered",
         name,
@@ -102,9 +120,18 @@ async def run_publisher(
     urls: ServerUrls, *, count: int | None, rate: float, seed: int | None
 ) -> list[PublishedDeletion]:
     """`filetrash publish`: simulated deletions until `count` or SIGTERM/SIGINT."""
-    log = logging.getLogger("publisher")
     stop = asyncio.Event()
     install_shutdown(stop)
+    try:
+        return await _publish(urls, count=count, rate=rate, seed=seed, stop=stop)
+    finally:
+        uninstall_shutdown()
+
+
+async def _publish(
+    urls: ServerUrls, *, count: int | None, rate: float, seed: int | None, stop: asyncio.Event
+) -> list[PublishedDeletion]:
+    log = logging.getLogger("publisher")
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     pace = "as fast as possible" if rate == 0 else f"{rate:g}/s"
     log.info(
@@ -130,6 +157,7 @@ async def run_purge(
     log = logging.getLogger("purge")
     async with connected(urls, name="filetrash purge") as (nc, pool):
         assert pool is not None
+        await require_migrated(pool)
         report = await purge_expired(
             pool, JetStreamPublisher(nc.jetstream()), now=now, batch_size=batch_size
         )

@@ -95,10 +95,11 @@ class TrashProcessor:
     async def on_file_deleted_event(self, event: FileDeletedEvent, delivery: Delivery) -> None:
         file = event.data
         log.info(
-            "📥 Received FileDeletedEvent: %s (file: %s, user: %s)",
+            "📥 Received FileDeletedEvent: %s (file: %s, user: %s) [seq: %d]",
             short_id(event.event_id),
             file.file_name,
             short_id(file.user_id),
+            delivery.stream_seq,
             extra={
                 "step": "received",
                 "event_id": str(event.event_id),
@@ -112,8 +113,9 @@ class TrashProcessor:
         if inserted:
             self.stored += 1
             log.info(
-                "💾 Stored in trashed_files table: %s",
+                "💾 Stored in trashed_files table: %s (from %s)",
                 short_id(row.id),
+                short_id(event.event_id),
                 extra={"step": "stored", "trash_id": str(row.id), "event_id": str(event.event_id)},
             )
         else:
@@ -150,9 +152,10 @@ class TrashProcessor:
         if not result.duplicate:
             self.published += 1
         log.info(
-            "📤 Published FilePlacedInTrashEvent: %s [seq: %d]%s",
+            "📤 Published FilePlacedInTrashEvent: %s [seq: %d] (for %s)%s",
             short_id(trash_event.event_id),
             result.seq,
+            short_id(row.original_event_id),
             " (duplicate: JetStream kept the first)" if result.duplicate else "",
             extra={
                 "step": "published",

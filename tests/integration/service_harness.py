@@ -42,12 +42,18 @@ FAST = ConsumeSettings(batch_size=8, fetch_timeout=0.5, nak_delay_base=0.05, nak
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, what: str
+    condition: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float = 20.0,
+    what: str,
+    state: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """Poll `condition` until true; fail with `what` after `timeout` seconds."""
+    """Poll `condition` until true; fail with `what` (and `state`, if given) after `timeout`."""
     deadline = time.monotonic() + timeout
     while not await condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        if time.monotonic() > deadline:
+            seen = f"; last seen: {await state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{seen}")
         await asyncio.sleep(0.05)
 
 

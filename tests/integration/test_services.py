@@ -5,6 +5,7 @@ processing of the trash-processor, including a crash between its steps."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -178,8 +179,7 @@ async def test_a_stopped_service_catches_up_without_affecting_the_others(
     servers: Servers,
 ) -> None:
     async with running(servers, "trash-processor") as (trash,):
-        audit_ctx = running(servers, "audit-logger")
-        async with audit_ctx:
+        async with running(servers, "audit-logger") as (first_audit,):
             first = [p.event.event_id for p in await servers.publish(5, seed=1)]
 
             async def first_audited() -> bool:
@@ -190,17 +190,25 @@ async def test_a_stopped_service_catches_up_without_affecting_the_others(
         second = [p.event.event_id for p in await servers.publish(5, seed=2)]
         everything = first + second
 
+        async def state() -> object:
+            return (await servers.counts(everything), trash.stats, first_audit.stats)
+
         async def trash_done() -> bool:
             return (await servers.counts(everything)).trash_events_marked == 10
 
-        await wait_until(trash_done, what="the trash-processor to process all 10")
+        await wait_until(trash_done, what="the trash-processor to process all 10", state=state)
         assert (await servers.counts(everything)).audit_rows == 5
         async with running(servers, "audit-logger") as (audit,):
 
             async def caught_up() -> bool:
                 return (await servers.counts(everything)).audit_rows == 10
 
-            await wait_until(caught_up, what="the restarted audit-logger to catch up")
+            async def audit_state() -> object:
+                return (await state(), audit.stats)
+
+            await wait_until(
+                caught_up, what="the restarted audit-logger to catch up", state=audit_state
+            )
         assert audit.stats.handled == 5, "it resumed after its last ack, not from the start"
     assert trash.stats.handled == 10
 
@@ -315,3 +323,19 @@ async def test_a_crash_between_steps_is_recovered_by_redelivery_effectively_once
     assert "found" in steps and "stored" not in steps
     if fault == "after-publish":
         assert any(line.get("step") == "published" and line["duplicate"] for line in lines)
+
+
+async def test_a_service_refuses_to_start_before_provisioning(
+    nats_server: NatsServer, database_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FILETRASH_")},
+        "NATS_URL": nats_server.url,
+        "DATABASE_URL": database_url,
+    }
+    process = ServiceProcess("audit-logger", env, tmp_path / "audit.log")
+    try:
+        assert await process.wait_exit(timeout=30) == 2, process.output()
+    finally:
+        process.kill()
+    assert "run `filetrash provision`" in process.output()
