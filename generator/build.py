@@ -65,11 +65,12 @@ def build(spec: Spec, *, strict: bool = False) -> tuple[Document, list[Diagnosti
     builder = _Builder(spec)
     builder.check_structure()
     if builder.errors:
-        raise SpecError(builder.errors)
+        raise SpecError(sorted(builder.errors, key=lambda d: d.where))
     document = builder.build()
     fatal = builder.errors + (builder.warnings if strict else [])
     if fatal:
-        raise SpecError(sorted(fatal, key=lambda d: d.where))
+        # The same problem can be met twice (a $ref followed from two places): report it once.
+        raise SpecError(sorted(dict.fromkeys(fatal), key=lambda d: d.where))
     return document, builder.warnings
 
 
@@ -131,7 +132,10 @@ class _Builder:
             _validator().iter_errors(self.data), key=lambda e: list(map(str, e.path))
         ):
             for leaf in _leaves(err):
-                pointer = "".join(f"/{escape_pointer_token(p)}" for p in leaf.absolute_path)
+                path = list(leaf.absolute_path)
+                if "propertyNames" in leaf.absolute_schema_path:
+                    path.append(str(leaf.instance))  # point at the bad name, not its mapping
+                pointer = "".join(f"/{escape_pointer_token(p)}" for p in path)
                 self.error(
                     pointer,
                     "structure",

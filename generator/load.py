@@ -217,6 +217,9 @@ def _convert(
                     )
                 )
             result[key] = _convert(value_node, child, spec, problems, loader)
+            if isinstance(value_node, yaml.CollectionNode) and not value_node.flow_style:
+                # A block mapping or list starts on the line after its key: point at the key.
+                spec.lines[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
