@@ -9,6 +9,7 @@ from pathlib import Path
 
 from handwritten.runtime import devservers
 from handwritten.runtime.servers import ServersNotConfigured
+from handwritten.services import commands as service_commands
 
 USER_ERRORS: tuple[type[Exception], ...] = (ServersNotConfigured, devservers.PortUnavailable)
 """Errors the user can fix (a wrong URL, a port in use): one line on stderr, exit status 2."""
@@ -59,6 +60,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(state.running for state in states) else 3
 
 
+def cmd_provision(args: argparse.Namespace) -> int:
+    """Exit 2 for what the user must decide (a refused change, a changed migration)."""
+    import asyncio
+
+    import asyncpg
+    import nats.errors
+
+    from generated.topology import CONSUMERS, STREAMS
+    from handwritten.db.migrate import MigrationError
+    from handwritten.runtime.errors import ProvisioningError
+    from handwritten.runtime.provision import provision_servers
+    from handwritten.runtime.servers import resolve_servers
+
+    if args.replicas is not None and args.replicas < 1:
+        print("filetrash: error: --replicas must be at least 1", file=sys.stderr)
+        return 2
+    urls = resolve_servers(args.dev_dir)
+    run = provision_servers(urls, STREAMS, CONSUMERS, apply=not args.plan, replicas=args.replicas)
+    try:
+        asyncio.run(run)
+    except (ProvisioningError, MigrationError) as error:
+        print(f"filetrash: error: {error}", file=sys.stderr)
+        return 2
+    except (nats.errors.Error, asyncpg.PostgresError, OSError, TimeoutError) as error:
+        print(f"filetrash: error: provisioning stopped: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="filetrash", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the dev servers (exit 3 if not all run)")
     _add_dev_dir(status)
     status.set_defaults(run=cmd_status)
+
+    provision = commands.add_parser(
+        "provision", help="create or update the spec's streams and consumers, migrate the database"
+    )
+    _add_dev_dir(provision)
+    provision.add_argument("--plan", action="store_true", help="only show what would change")
+    provision.add_argument(
+        "--replicas", type=int, help="replicas for every stream and consumer (default: the spec's)"
+    )
+    provision.set_defaults(run=cmd_provision)
+
+    service_commands.add_commands(commands)  # run, publish, purge, demo
 
     return parser
 

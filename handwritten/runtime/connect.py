@@ -6,9 +6,12 @@ from a creds file named by `NATS_CREDS`; `NATS_CA` names a CA bundle for TLS ser
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +39,25 @@ class DatabaseUnavailable(Exception):
     """No connection to PostgreSQL could be made; the message names the (redacted) URL and cause."""
 
 
-def _nats_cause(error: BaseException | None) -> str:
-    """A one-line cause with the fix, from the last error nats-py reported."""
-    if error is None:
+def _is_auth_error(error: BaseException) -> bool:
+    # The server's -ERR text is the only signal nats-py gives during the handshake.
+    return isinstance(error, nats.errors.AuthorizationError) or (
+        "authorization violation" in str(error).lower()
+    )
+
+
+def _is_fatal(error: BaseException) -> bool:
+    """Errors that retrying the first connection cannot cure: fail at once."""
+    return _is_auth_error(error) or isinstance(error, ssl.SSLCertVerificationError)
+
+
+def _nats_cause(errors: list[BaseException]) -> str:
+    """A one-line cause with the fix; the telling error wins over the resets that follow it."""
+    if not errors:
         return "no server answered"
+    error = next((e for e in errors if _is_fatal(e)), errors[-1])
     text = str(error) or type(error).__name__
-    if isinstance(error, nats.errors.AuthorizationError) or "authorization violation" in (
-        text.lower()
-    ):
+    if _is_auth_error(error):
         return (
             "authorization violation: check the user/password or token in NATS_URL "
             "or the NATS_CREDS file"
@@ -54,8 +68,6 @@ def _nats_cause(error: BaseException | None) -> str:
         return f"TLS failed ({text}): check NATS_CA and the server's certificate"
     if isinstance(error, TimeoutError):
         return "timed out: is the host reachable and is it a NATS server?"
-    if "ssl" in text.lower() or "tls" in text.lower():
-        return f"{text}: a TLS server needs a tls:// URL or NATS_CA, a plain one needs nats://"
     return text
 
 
@@ -68,28 +80,50 @@ def _tls_context() -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca)
 
 
-async def connect_nats(url: str, *, name: str, **opts: Any) -> Client:
+Callback = Callable[..., Awaitable[None]]
+
+
+async def connect_nats(url: str, *, name: str, timeout: float = 20.0, **opts: Any) -> Client:
     """Connect, retrying the first connection briefly and reconnecting forever afterwards.
 
-    `opts` go to `nats.connect` and override the defaults chosen here.
+    The first connection fails with `NatsUnavailable` after a few tries or `timeout` seconds,
+    and at once for a refused login or an untrusted certificate. `opts` go to `nats.connect`
+    and override the defaults here; callbacks in `opts` are called after ours.
     """
     servers = [part.strip() for part in url.split(",") if part.strip()]
     shown = redact(url)
-    last_error: BaseException | None = None
-    connected = False
+    seen: list[BaseException] = []
+    fatal = asyncio.Event()
+    client = Client()
+    theirs: dict[str, Callback] = {
+        key: opts.pop(key)
+        for key in ("error_cb", "disconnected_cb", "reconnected_cb")
+        if opts.get(key) is not None
+    }
 
     async def error_cb(error: Exception) -> None:
-        nonlocal last_error
-        last_error = error
-        if connected:
+        if not client.is_connected and not client.is_reconnecting:
+            seen.append(error)
+            if _is_fatal(error):
+                fatal.set()
+        else:
             log.warning("NATS %s: %s", shown, scrub(str(error) or type(error).__name__, url))
+        if "error_cb" in theirs:
+            await theirs["error_cb"](error)
 
     async def disconnected_cb() -> None:
-        log.warning("NATS %s: disconnected, reconnecting", shown)
+        if client.is_closed:
+            log.info("NATS %s: closed", shown)
+        else:
+            log.warning("NATS %s: disconnected, reconnecting", shown)
+        if "disconnected_cb" in theirs:
+            await theirs["disconnected_cb"]()
 
     async def reconnected_cb() -> None:
         current = client.connected_url
         log.info("NATS: reconnected to %s", redact(current.geturl()) if current else shown)
+        if "reconnected_cb" in theirs:
+            await theirs["reconnected_cb"]()
 
     settings: dict[str, Any] = {
         "name": name,
@@ -109,17 +143,32 @@ async def connect_nats(url: str, *, name: str, **opts: Any) -> Client:
     tls = _tls_context()
     if tls is not None:
         settings["tls"] = tls
-    settings.update(opts)
     forever = "max_reconnect_attempts" not in opts
+    settings.update(opts)
 
-    client = Client()
+    # nats-py can hang after some handshake failures (an untrusted certificate), so the
+    # first connection runs as a task that we abandon on a fatal error or at the deadline.
+    connecting = asyncio.ensure_future(client.connect(servers=servers, **settings))
+    fatal_seen = asyncio.ensure_future(fatal.wait())
     try:
-        await client.connect(servers=servers, **settings)
-    except (TimeoutError, nats.errors.NoServersError, nats.errors.Error, OSError) as error:
+        await asyncio.wait(
+            {connecting, fatal_seen}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        fatal_seen.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+    error = None if connecting.cancelled() else connecting.exception()
+    if connecting.cancelled() or error is not None:
         await _close_quietly(client)
-        cause = _nats_cause(last_error if isinstance(error, nats.errors.NoServersError) else error)
-        raise NatsUnavailable(f"cannot connect to NATS at {shown}: {scrub(cause, url)}") from None
-    connected = True
+        if error is not None and not isinstance(error, nats.errors.NoServersError):
+            seen.append(error)
+        if not seen and connecting.cancelled():
+            seen.append(TimeoutError(f"no connection within {timeout:.0f}s"))
+        cause = scrub(_nats_cause(seen), url)
+        raise NatsUnavailable(f"cannot connect to NATS at {shown}: {cause}")
     if forever:
         # nats-py has one limit for the first connection and reconnects; a first connection
         # that retries forever would hang a service on a wrong URL, so lift it only now.

@@ -13,6 +13,7 @@ servers the same way.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import importlib.util
 import json
@@ -110,12 +111,15 @@ def choose_port(
         if port is None or port in taken:
             continue
         if port not in avoid and port_is_free(port):
-            note = f" ({', '.join(map(str, taken))} in use)" if taken else ""
-            return port, note
+            return port, _in_use_note(taken)
         taken.append(port)
-    port = free_port(avoid=avoid)
-    note = f" ({', '.join(map(str, taken))} in use)" if taken else ""
-    return port, note
+    return free_port(avoid=avoid), _in_use_note(taken)
+
+
+def _in_use_note(taken: list[int]) -> str:
+    if not taken:
+        return ""
+    return f"; port{'s' if len(taken) > 1 else ''} {', '.join(map(str, taken))} in use"
 
 
 def tcp_accepts(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
@@ -253,8 +257,28 @@ def render_nats_config(
     return text + (extra if extra.endswith("\n") or not extra else extra + "\n")
 
 
-def spawn_nats(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start nats-server in its own session, with all output going to `log_path`."""
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook (Linux) that has the child SIGKILLed when the thread that started it
+    ends. The libc lookup happens here, in the parent: after fork only the call is safe."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return hook
+
+
+def spawn_nats(
+    config: Path, log_path: Path, *, die_with_parent: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start nats-server in its own session, with all output going to `log_path`.
+
+    `die_with_parent` (tests): the server cannot outlive a test run that was killed hard.
+    Linux ties this to the calling *thread*, so only ask for it from a long-lived one.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
@@ -265,6 +289,7 @@ def spawn_nats(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
             cwd=config.parent,
             start_new_session=True,
             close_fds=True,
+            preexec_fn=_parent_death_signal() if die_with_parent else None,
         )
 
 
@@ -377,8 +402,11 @@ def _run_pg(args: list[str], *, cwd: Path, timeout: float) -> str:
     return output
 
 
-def pg_prepare(data_dir: Path, log_path: Path) -> None:
-    """Create the data directory with `initdb` unless it holds a cluster already."""
+def pg_prepare(data_dir: Path, log_path: Path, *, sync: bool = True) -> None:
+    """Create the data directory with `initdb` unless it holds a cluster already.
+
+    `sync=False` (tests) skips initdb's fsync of the new cluster, which dominates its time.
+    """
     who = _pg_identity()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -404,6 +432,7 @@ def pg_prepare(data_dir: Path, log_path: Path) -> None:
             "UTF8",
             "--no-locale",
             "--no-instructions",
+            *([] if sync else ["--no-sync"]),
         ],
         cwd=data_dir,
         timeout=120,
@@ -738,6 +767,21 @@ def _up_postgres(
     return ServerState("postgres", True, postmaster.pid, url, note), section
 
 
+def _check_requested_ports(
+    paths: DevPaths, record: Mapping[str, Any], nats_port: int | None, pg_port: int | None
+) -> None:
+    """Refuse a taken port before starting anything, so a port problem starts nothing."""
+    running_nats = _int_or_none(_section(record, "nats").get("port"))
+    if _running_nats(paths, record) is None:
+        running_nats = None
+    postmaster = pg_running(paths.pg_data)
+    running_pg = postmaster.port if postmaster else None
+    if nats_port is not None and nats_port != running_nats:
+        choose_port(what="NATS", requested=nats_port, preferred=())
+    if pg_port is not None and pg_port != running_pg:
+        choose_port(what="PostgreSQL", requested=pg_port, preferred=())
+
+
 def up(
     dev_dir: Path | None = None, *, nats_port: int | None = None, pg_port: int | None = None
 ) -> DevServers:
@@ -745,6 +789,7 @@ def up(
     paths = DevPaths(resolve_dev_dir(dev_dir))
     with _locked(paths):
         record: dict[str, Any] = dict(read_dev_record(paths.root) or {})
+        _check_requested_ports(paths, record, nats_port, pg_port)
         nats_state, nats_section = _up_nats(paths, record, nats_port)
         record.update(nats=nats_section, nats_url=nats_state.url, running=False)
         _write_record(paths, record)  # so that `down` finds nats-server if PostgreSQL fails

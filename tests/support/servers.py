@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -98,7 +99,11 @@ class NatsServer:
             ),
             encoding="utf-8",
         )
-        process = devservers.spawn_nats(self.config_path, self.log_path)
+        # Tied to the main thread only: a worker thread's exit would kill the server too.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        process = devservers.spawn_nats(
+            self.config_path, self.log_path, die_with_parent=in_main_thread
+        )
         self._process = process
         try:
             devservers.wait_nats_ready(
@@ -215,7 +220,7 @@ class PostgresServer:
         assert self.port is not None
         if devservers.pg_running(self.data_dir) is not None:
             return self
-        devservers.pg_prepare(self.data_dir, self.log_path)
+        devservers.pg_prepare(self.data_dir, self.log_path, sync=False)
         postmaster = devservers.pg_start(
             self.data_dir, self.port, self.log_path, settings=self.TEST_SETTINGS
         )

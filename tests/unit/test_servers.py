@@ -155,7 +155,7 @@ class TestChoosePort:
         port, note = devservers.choose_port(what="x", requested=None, preferred=(occupied_port,))
         assert port != occupied_port
         assert devservers.port_is_free(port)
-        assert str(occupied_port) in note
+        assert note == f"; port {occupied_port} in use"
 
     def test_taken_requested_port_is_an_error(self, occupied_port: int) -> None:
         with pytest.raises(devservers.PortUnavailable, match=f"port {occupied_port} .* in use"):
