@@ -106,17 +106,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from handwritten.runtime.jetstream import PublishFailed
     from handwritten.runtime.logging import setup_logging
     from handwritten.runtime.servers import resolve_servers
     from handwritten.services.run import run_publisher
 
     setup_logging(args.log_format)
     urls = resolve_servers()
-    asyncio.run(run_publisher(urls, count=args.count, rate=args.rate, seed=args.seed))
+    try:
+        asyncio.run(run_publisher(urls, count=args.count, rate=args.rate, seed=args.seed))
+    except PublishFailed as error:
+        return _user_error(f"{error} (is the stream provisioned? run `filetrash provision`)")
     return 0
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    from handwritten.runtime.jetstream import PublishFailed
     from handwritten.runtime.logging import setup_logging
     from handwritten.runtime.servers import resolve_servers
     from handwritten.services.run import DatabaseNotMigrated, run_purge
@@ -127,6 +132,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
         asyncio.run(run_purge(urls, now=args.now, batch_size=args.batch_size))
     except DatabaseNotMigrated as error:
         return _user_error(str(error))
+    except PublishFailed as error:
+        return _user_error(f"{error} (is the stream provisioned? run `filetrash provision`)")
     return 0
 
 

@@ -339,3 +339,74 @@ async def test_a_service_refuses_to_start_before_provisioning(
     finally:
         process.kill()
     assert "run `filetrash provision`" in process.output()
+
+
+def test_simulated_deletions_are_realistic_and_reproducible() -> None:
+    import random
+
+    from handwritten.services.publisher import FILE_KINDS
+
+    by_extension = {kind.extension: kind for kind in FILE_KINDS}
+    one = DeletionSimulator(random.Random(42))
+    two = DeletionSimulator(random.Random(42))
+    events = [one.next_event() for _ in range(200)]
+    assert [e.event_id for e in events] == [two.next_event().event_id for _ in range(200)]
+    assert len({e.data.user_id for e in events}) > 10, "many users"
+    for event in events:
+        file = event.data
+        kind = next(k for ext, k in by_extension.items() if file.file_name.endswith(f".{ext}"))
+        assert file.mime_type == kind.mime_type
+        assert (
+            file.file_path
+            == f"/users/{file.user_id}/{file.file_path.split('/')[3]}/{file.file_name}"
+        )
+        assert file.file_size <= kind.max_size
+
+
+def test_fault_points_are_parsed_strictly() -> None:
+    from handwritten.services.faults import FaultSpecInvalid, parse_faults
+
+    assert parse_faults("") == {}
+    assert parse_faults("after-insert") == {"after-insert": 1.0}
+    assert parse_faults("after-insert:0.25, after-publish") == {
+        "after-insert": 0.25,
+        "after-publish": 1.0,
+    }
+    for bad in ("after-commit", "after-insert:2", "after-insert:x"):
+        with pytest.raises(FaultSpecInvalid):
+            parse_faults(bad)
+
+
+def test_retention_comes_from_the_option_then_the_environment() -> None:
+    from handwritten.services.registry import InvalidRetention, retention_from
+
+    assert retention_from(None, environ={}) == timedelta(days=30)
+    assert retention_from(None, environ={"FILETRASH_RETENTION_DAYS": "7"}) == timedelta(days=7)
+    assert retention_from("0.5", environ={"FILETRASH_RETENTION_DAYS": "7"}) == timedelta(hours=12)
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(InvalidRetention):
+            retention_from(bad, environ={})
+
+
+def test_the_notification_names_the_file_and_the_day_it_goes() -> None:
+    from generated.models import FilePlacedInTrashEvent, TrashEntry
+    from handwritten.services.notification import notification_text
+
+    when = datetime(2026, 11, 20, 10, 15, 30, tzinfo=UTC)
+    event = FilePlacedInTrashEvent(
+        event_id=uuid.uuid4(),
+        event_type="FilePlacedInTrashEvent",
+        timestamp=when,
+        data=TrashEntry(
+            trash_id=uuid.uuid4(),
+            file_id=uuid.uuid4(),
+            file_name="report.pdf",
+            user_id="user-001",
+            trashed_at=when,
+            expires_at=when + timedelta(days=30),
+            original_event_id=uuid.uuid4(),
+        ),
+    )
+    assert notification_text(event) == (
+        "report.pdf was moved to trash; it will be deleted for good on 2026-12-20."
+    )
