@@ -180,6 +180,31 @@ def test_up_twice_starts_nothing_new(dev_dir: Path) -> None:
     assert nats_servers == [first["nats"]["pid"]]
 
 
+def test_concurrent_ups_start_one_set_of_servers(dev_dir: Path) -> None:
+    script = Path(sys.executable).with_name("filetrash")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "handwritten.cli"]
+    runs = [
+        subprocess.Popen(
+            [*command, "up", "--dev-dir", str(dev_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert outputs[0][0] == outputs[1][0]
+    assert sum(err.count("already running") for _, err in outputs) == 2
+    nats_servers = [
+        pid
+        for pid in processes_using(dev_dir)
+        if Path((devservers.process_cmdline(pid) or [""])[0]).name == "nats-server"
+    ]
+    assert len(nats_servers) == 1
+
+
 def test_default_ports_in_use_are_avoided(dev_dir: Path, occupy: Callable[[int], None]) -> None:
     occupy(devservers.DEFAULT_NATS_PORT)
     occupy(devservers.DEFAULT_PG_PORT)
