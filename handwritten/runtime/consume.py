@@ -45,7 +45,7 @@ from handwritten.runtime.contract import ConsumerEndpoint, Delivery, PermanentEr
 from handwritten.runtime.deadletter import DeadLetterFailed, DeadLetterReason, dead_letter, one_line
 from handwritten.runtime.errors import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, is_jetstream_error
 from handwritten.runtime.jetstream import JetStreamPublisher
-from handwritten.runtime.shutdown import install_shutdown
+from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ H = TypeVar("H")
 E = TypeVar("E")
 
 EVENT_TYPE_FIELD: Final = "eventType"
+
+FETCH_GRACE = 2.0
+"""Seconds beyond twice the pull expiry after which a fetch counts as hung."""
 
 CONFIG_MAX_AGE = 30.0
 """Seconds the consumer's config (max_deliver, ack wait) is trusted before it is read again."""
@@ -243,6 +246,7 @@ class _Consumer:
                 if free <= 0:
                     await asyncio.wait({stopped, *self.in_flight}, return_when="FIRST_COMPLETED")
                     continue
+                pulled_at = time.monotonic()
                 try:
                     msgs = await self._fetch(sub, free)
                 except (nats.js.errors.FetchTimeoutError, nats.errors.TimeoutError, TimeoutError):
@@ -262,14 +266,31 @@ class _Consumer:
                 if msgs:
                     self.stats.fetched += len(msgs)
                     self._start_batch(msgs)
+                elif time.monotonic() - pulled_at < self.settings.fetch_timeout / 2:
+                    # An empty answer long before the expiry (a refused or cut-short pull):
+                    # pause briefly rather than spin on the server.
+                    await _sleep_unless(self.stop, min(0.1, self.settings.fetch_timeout / 2))
         finally:
             stopped.cancel()
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        """One pull, bounded by a watchdog: a fetch that outlives its own expiry by far is
+        abandoned (its late messages wait in the subscription for the next pull)."""
+        timeout = self.settings.fetch_timeout
         heartbeat = self.settings.pull_heartbeat
         if heartbeat is not None and _FETCH_TAKES_HEARTBEAT:
-            return await sub.fetch(batch, timeout=self.settings.fetch_timeout, heartbeat=heartbeat)
-        return await sub.fetch(batch, timeout=self.settings.fetch_timeout)
+            pull = sub.fetch(batch, timeout=timeout, heartbeat=heartbeat)
+        else:
+            pull = sub.fetch(batch, timeout=timeout)
+        watchdog = asyncio.timeout(timeout * 2 + FETCH_GRACE)
+        try:
+            async with watchdog:
+                msgs: list[Msg] = await pull
+        except TimeoutError:
+            if watchdog.expired():
+                log.warning("%s: a pull hung past its expiry; pulling again", self.endpoint.durable)
+            raise
+        return msgs
 
     async def _on_fetch_error(self, error: Exception, delay: float) -> None:
         """Log a failed pull, find out whether the consumer is gone, and wait a little.
@@ -586,15 +607,18 @@ async def serve(
 
     stop = stop if stop is not None else asyncio.Event()
     install_shutdown(stop)
-    nc = await connect_nats(nats_url, name=endpoint.durable)
     try:
-        stats = await run_consumer(nc, endpoint, handler, settings=settings, stop=stop)
-    finally:
+        nc = await connect_nats(nats_url, name=endpoint.durable)
         try:
-            await nc.drain()
-        except Exception as error:
-            log.debug("drain failed (%s); closing", error)
-            await nc.close()
+            stats = await run_consumer(nc, endpoint, handler, settings=settings, stop=stop)
+        finally:
+            try:
+                await nc.drain()
+            except Exception as error:
+                log.debug("drain failed (%s); closing", error)
+                await nc.close()
+    finally:
+        uninstall_shutdown()
     log.info(
         "👋 %s stopped: %d acked, %d retried, %d dead-lettered",
         endpoint.durable,

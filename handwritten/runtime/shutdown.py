@@ -25,3 +25,10 @@ def install_shutdown(stop: asyncio.Event) -> None:
 
     for sig in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+
+
+def uninstall_shutdown() -> None:
+    """Give SIGTERM and SIGINT back their default behaviour (when a service returns)."""
+    loop = asyncio.get_running_loop()
+    for sig in SHUTDOWN_SIGNALS:
+        loop.remove_signal_handler(sig)

@@ -291,3 +291,127 @@ async def test_sigterm_sets_the_stop_event_once() -> None:
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         loop.remove_signal_handler(signal.SIGINT)
+
+
+class FakeSubscription:
+    """Stands in for a PullSubscription: each fetch plays the next scripted step."""
+
+    def __init__(self, *steps: Any) -> None:
+        self.steps = list(steps)
+        self.fetches = 0
+
+    async def fetch(self, batch: int = 1, timeout: float | None = 5, heartbeat: Any = None) -> Any:
+        self.fetches += 1
+        step = self.steps.pop(0) if self.steps else []
+        if step == "hang":
+            await asyncio.Event().wait()
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+
+class FakeJetStream:
+    def __init__(self, info_error: BaseException | None = None) -> None:
+        self.info_error = info_error
+        self.info_calls = 0
+
+    async def consumer_info(self, stream: str, durable: str) -> Any:
+        self.info_calls += 1
+        if self.info_error is not None:
+            raise self.info_error
+        return consumer_info_for_tests()
+
+
+def consumer_info_for_tests() -> Any:
+    from nats.js.api import ConsumerInfo
+
+    return ConsumerInfo(
+        name="trash-processor",
+        stream_name="FILE_EVENTS",
+        config=ConsumerConfig(durable_name="trash-processor", ack_wait=5.0, max_deliver=5),
+        created=None,  # type: ignore[arg-type]
+    )
+
+
+def loop_under_test(js: FakeJetStream, stop: asyncio.Event, **settings: Any) -> Any:
+    from handwritten.runtime.consume import ConsumeStats, _Consumer
+
+    return _Consumer(
+        nc=None,  # type: ignore[arg-type]
+        js=js,  # type: ignore[arg-type]
+        endpoint=TRASH_PROCESSOR,
+        handler=None,
+        info=consumer_info_for_tests(),
+        settings=ConsumeSettings(**{"fetch_timeout": 0.05, **settings}),
+        stop=stop,
+        stats=ConsumeStats(),
+    )
+
+
+async def test_a_pull_that_hangs_is_abandoned_and_pulled_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards against nats-py fetch stalls (issues #504, #933): the loop must never wait on
+    one pull forever."""
+    import handwritten.runtime.consume as consume
+
+    monkeypatch.setattr(consume, "FETCH_GRACE", 0.1)
+    stop = asyncio.Event()
+    sub = FakeSubscription("hang", "hang")
+    loop = loop_under_test(FakeJetStream(), stop)
+    task = asyncio.create_task(loop.run(sub))
+    deadline = asyncio.get_running_loop().time() + 5
+    while sub.fetches < 3:
+        assert asyncio.get_running_loop().time() < deadline, "the loop stopped pulling"
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert [r.getMessage() for r in caplog.records].count(
+        "trash-processor: a pull hung past its expiry; pulling again"
+    ) == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "service-unavailable",
+        "no-responders",
+        "outbound-buffer-full",
+        "unexpected",
+    ],
+)
+async def test_pull_errors_are_survived_and_the_pull_is_reissued(error: str) -> None:
+    import nats.errors
+    import nats.js.errors
+
+    errors: dict[str, BaseException] = {
+        "service-unavailable": nats.js.errors.ServiceUnavailableError(code=503),
+        "no-responders": nats.errors.NoRespondersError(),
+        "outbound-buffer-full": nats.errors.OutboundBufferLimitError(),
+        "unexpected": RuntimeError("surprise"),
+    }
+    stop = asyncio.Event()
+    sub = FakeSubscription(errors[error], errors[error], [])
+    js = FakeJetStream()
+    loop = loop_under_test(js, stop)
+    task = asyncio.create_task(loop.run(sub))
+    deadline = asyncio.get_running_loop().time() + 5
+    while sub.fetches < 4:
+        assert asyncio.get_running_loop().time() < deadline, "the loop stopped pulling"
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert loop.stats.fetch_errors == 2
+    assert js.info_calls == 2, "each failed pull checks whether the consumer still exists"
+
+
+async def test_a_pull_failing_because_the_consumer_is_gone_raises_consumer_missing() -> None:
+    import nats.js.errors
+
+    from handwritten.runtime.consume import ConsumerMissing
+
+    gone = nats.js.errors.NotFoundError(code=404, err_code=10014, description="consumer not found")
+    sub = FakeSubscription(nats.js.errors.ServiceUnavailableError(code=503))
+    loop = loop_under_test(FakeJetStream(info_error=gone), asyncio.Event())
+    with pytest.raises(ConsumerMissing, match="filetrash provision"):
+        await asyncio.wait_for(loop.run(sub), 5)
