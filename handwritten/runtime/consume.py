@@ -234,6 +234,7 @@ class _Consumer:
         self.config_read_at = time.monotonic()
         self.publisher = JetStreamPublisher(js, timeout=settings.ack_timeout, attempts=3)
         self.in_flight: set[asyncio.Task[None]] = set()
+        self.background: set[asyncio.Task[None]] = set()
 
     # -- the pull loop ---------------------------------------------------------------------
 
@@ -399,26 +400,36 @@ class _Consumer:
         return every if every > 0 else None
 
     async def _while_in_progress(self, msg: Msg, work: Awaitable[None]) -> None:
-        """Run the handler, sending +WPI every interval until it finishes."""
+        """Run the handler, sending +WPI every interval until it finishes.
+
+        A timer rather than a task per message: most handlers finish before it ever fires.
+        """
         interval = self._progress_interval()
         if interval is None:
             await work
             return
-        task = asyncio.ensure_future(work)
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle
+
+        def tick() -> None:
+            nonlocal timer
+            progress = asyncio.ensure_future(self._send_progress(msg))
+            self.background.add(progress)
+            progress.add_done_callback(self.background.discard)
+            timer = loop.call_later(interval, tick)
+
+        timer = loop.call_later(interval, tick)
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=interval)
-                if done:
-                    break
-                try:
-                    await msg.in_progress()
-                    self.stats.in_progress_sent += 1
-                except Exception as error:
-                    log.debug("in-progress for a running handler failed: %s", error)
+            await work
         finally:
-            if not task.done():
-                task.cancel()
-        task.result()
+            timer.cancel()
+
+    async def _send_progress(self, msg: Msg) -> None:
+        try:
+            await msg.in_progress()
+            self.stats.in_progress_sent += 1
+        except Exception as error:
+            log.debug("in-progress for a running handler failed: %s", error)
 
     async def _failed(self, msg: Msg, error: BaseException) -> None:
         """A transient failure: retry later, or dead-letter it if this was the last delivery."""
