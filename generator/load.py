@@ -60,7 +60,7 @@ class Spec:
         seen: set[str] = set()
         while isinstance(node, dict) and "$ref" in node:
             ref = node["$ref"]
-            where = self.where(pointer)
+            where = self.where(f"{pointer}/$ref")
             if not isinstance(ref, str) or not ref.startswith("#"):
                 raise SpecError(
                     [
