@@ -57,6 +57,9 @@ def render_models(models_schema: str, header: str) -> str:
             use_field_description=True,
             output_datetime_class=DatetimeClassType.Awaredatetime,
             formatters=[Formatter.BUILTIN],
+            # Otherwise read from the nearest pyproject.toml of the working directory; its
+            # magic trailing commas would then survive ruff and change the output.
+            builtin_format_line_length=100,
             custom_file_header=header,
         )
     except Exception as exc:  # the library raises many kinds; all mean "this schema"

@@ -18,7 +18,19 @@ from generator.models import ModelGenerationError, render_models
 from generator.naming import py_str
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-_RUFF_OPTIONS = ["--isolated", "--line-length", "100", "--target-version", "py311"]
+# Every setting explicit, none from the working directory: `src = []` and the first-party list
+# keep import sorting from depending on which folders happen to be next to the caller.
+_RUFF_OPTIONS = [
+    "--isolated",
+    "--line-length",
+    "100",
+    "--target-version",
+    "py311",
+    "--config",
+    "src = []",
+    "--config",
+    "lint.isort.known-first-party = ['handwritten']",
+]
 
 
 class FormatError(Exception):
