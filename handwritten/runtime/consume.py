@@ -17,6 +17,11 @@ Delivery semantics (at least once — handlers must be idempotent):
   a server restart or reconnect costs at most that long; pull errors are logged and the pull
   is re-issued. (nats-py issue #504: a pull *subscription* does not re-issue lost pull
   requests by itself; a loop of short fetches does not depend on that.)
+- While a handler runs, +WPI keeps its message: with a consumer `backoff` JetStream waits only
+  backoff[0] (1 s in the spec) for the first ack, not `ack_wait`, so a slow handler would
+  otherwise see its message redelivered to another instance while it still works on it.
+- Each pull also has a watchdog (twice its expiry plus a grace): the loop never waits on one
+  fetch forever, whatever nats-py does after a reconnect.
 - On stop: no new pulls; messages already fetched are handled and settled; then return.
 """
 
