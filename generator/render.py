@@ -47,7 +47,17 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["py_str"] = py_str
     env.filters["py_float"] = lambda value: repr(float(value))
+    env.filters["nats_member"] = nats_member
     return env
+
+
+# nats-py's enum members are the wire values in capitals, except these.
+_NATS_MEMBERS = {"workqueue": "WORK_QUEUE"}
+
+
+def nats_member(value: str) -> str:
+    """The nats.js.api enum member for a wire value: `limits` → LIMITS, `workqueue` → WORK_QUEUE."""
+    return _NATS_MEMBERS.get(value, value.upper())
 
 
 def render(doc: Document) -> dict[str, str]:

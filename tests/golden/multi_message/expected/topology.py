@@ -56,7 +56,7 @@ CONSUMERS: Final[Mapping[str, ConsumerBinding]] = {
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=30.0,
             max_deliver=4,
-            backoff=[1.0, 10.0, 60.0],
+            backoff=[30.0, 60.0, 90.0],
             max_ack_pending=500,
         ),
     ),

@@ -52,8 +52,8 @@ CONSUMERS: Final[Mapping[str, ConsumerBinding]] = {
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
             ack_wait=45.5,
-            max_deliver=2,
-            backoff=[0.5],
+            max_deliver=3,
+            backoff=[45.5, 90.25],
         ),
     ),
 }

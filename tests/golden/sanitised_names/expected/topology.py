@@ -24,7 +24,7 @@ STREAMS: Final[Mapping[str, StreamConfig]] = {
     "lambda": StreamConfig(
         name="lambda",
         subjects=["def.>"],
-        retention=RetentionPolicy.WORKQUEUE,
+        retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.MEMORY,
         discard=DiscardPolicy.OLD,
         duplicate_window=60.0,
