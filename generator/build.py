@@ -719,6 +719,8 @@ class _Builder:
                 result[k] = "#/$defs/" + naming.pascal(name)
             elif k in ("examples", "example"):
                 continue
+            elif k in ("description", "title") and isinstance(v, str):
+                result[k] = naming.printable(v)  # they become docstrings
             else:
                 result[k] = self.rewrite_refs(v, child, pending)
         return result

@@ -97,6 +97,16 @@ def py_str(text: str) -> str:
     return repr(str(text))
 
 
+def printable(text: str) -> str:
+    """`text` with every invisible or control character but newline and tab spelled as an
+    escape (`\\x1b`, `\\u202e`): descriptions become docstrings, where a terminal escape or a
+    bidi override could hide what the code says."""
+    return "".join(
+        c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def one_line(text: str | None, limit: int = 88) -> str:
     """The first sentence-ish line of a description, for docstrings and comments."""
     if not text:

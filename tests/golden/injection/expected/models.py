@@ -13,7 +13,7 @@ from handwritten.runtime.contract import EventModel
 
 class Evil(EventModel):
     """
-    Desc \x00 	    \"\"\"
+    Desc \\x00 	 \\x1b \\u2028 \"\"\"
      import os; os.system("x")
     ''' \\ \\\"\"\" # {{ 7*7 }} {% if x %}
     """
