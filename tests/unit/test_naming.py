@@ -203,3 +203,28 @@ ONE_LINE = [
 def test_one_line(text: str | None, limit: int, expected: str) -> None:
     assert naming.one_line(text, limit) == expected
     assert len(naming.one_line(text, limit)) <= limit
+
+
+PRINTABLE = [
+    ("plain text", "plain text"),
+    ("keeps\nnewlines\tand tabs", "keeps\nnewlines\tand tabs"),
+    ("é ü 😀 ©", "é ü 😀 ©"),
+    ("\x1b[31mred", "\\x1b[31mred"),
+    ("\x00", "\\x00"),
+    ("\r", "\\r"),
+    ("rtl \u202e override", "rtl \\u202e override"),
+    ("line\u2028separator", "line\\u2028separator"),
+    ("zero\u200bwidth", "zero\\u200bwidth"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), PRINTABLE)
+def test_printable(text: str, expected: str) -> None:
+    assert naming.printable(text) == expected
+
+
+@given(st.text())
+def test_printable_leaves_nothing_invisible(text: str) -> None:
+    result = naming.printable(text)
+    assert all(c.isprintable() or c in "\n\t" for c in result)
+    assert naming.printable(result) == result
