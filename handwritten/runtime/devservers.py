@@ -21,6 +21,7 @@ import logging
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -344,12 +345,17 @@ def _pg_identity() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(PG_OS_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_OS_USER],
-            check=True,
-            capture_output=True,
-        )
+        pass
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    command = [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+    try:
+        subprocess.run([*command, PG_OS_USER], check=True, capture_output=True, timeout=60)
         return pwd.getpwnam(PG_OS_USER)
+    except (OSError, subprocess.SubprocessError, KeyError) as error:
+        raise DevServerError(
+            f"PostgreSQL cannot run as root and creating the user {PG_OS_USER!r} failed "
+            f"({error}): create it, or run filetrash as an ordinary user"
+        ) from error
 
 
 def _make_traversable(path: Path) -> None:
