@@ -589,6 +589,15 @@ class _Builder:
                 f"backoff has {len(backoff)} steps but max_deliver is {max_deliver}",
                 "JetStream needs max_deliver greater than the number of backoff steps",
             )
+        if backoff and ack_wait is not None and ack_wait != backoff[0]:
+            self.error(
+                f"{cpointer}/ack_wait",
+                "ack-wait-overridden",
+                f"ack_wait is {ack_wait:g}s but backoff starts at {backoff[0]:g}s; with a "
+                "backoff JetStream waits backoff[0] for the first delivery's ack, not ack_wait",
+                f"make backoff start at the ack wait you mean (e.g. backoff: [{ack_wait:g}, ...]) "
+                "or drop ack_wait",
+            )
         dead_letter = self.dead_letter_subject(
             settings["dead_letter"],
             durable,
