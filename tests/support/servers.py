@@ -68,7 +68,8 @@ class NatsServer:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self.running else None
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     @property
     def running(self) -> bool:
