@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field, StrictInt, StrictStr
 
 from handwritten.runtime.contract import EventModel
 
@@ -25,23 +25,23 @@ class DeletedFile(EventModel):
     Id of the file in the file service.
     """
     file_name: Annotated[
-        str, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
+        StrictStr, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
     ]
     """
     Base name of the file, without directories.
     """
     file_path: Annotated[
-        str, Field(alias="filePath", max_length=4096, min_length=2, pattern="^/[^\\x00]*$")
+        StrictStr, Field(alias="filePath", max_length=4096, min_length=2, pattern="^/[^\\x00]*$")
     ]
     """
     Absolute storage path of the file, starting with "/".
     """
-    file_size: Annotated[int, Field(alias="fileSize", ge=0, le=1099511627776)]
+    file_size: Annotated[StrictInt, Field(alias="fileSize", ge=0, le=1099511627776)]
     """
     Size in bytes (at most 1 TiB).
     """
     mime_type: Annotated[
-        str,
+        StrictStr,
         Field(
             alias="mimeType",
             max_length=255,
@@ -53,7 +53,7 @@ class DeletedFile(EventModel):
     Media type such as "application/pdf".
     """
     user_id: Annotated[
-        str,
+        StrictStr,
         Field(alias="userId", max_length=64, min_length=1, pattern="^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     ]
     """
@@ -104,19 +104,19 @@ class PurgedFile(EventModel):
     """
     file_id: Annotated[UUID, Field(alias="fileId")]
     file_name: Annotated[
-        str, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
+        StrictStr, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
     ]
     """
     Base name of the file, without directories.
     """
     file_path: Annotated[
-        str, Field(alias="filePath", max_length=4096, min_length=2, pattern="^/[^\\x00]*$")
+        StrictStr, Field(alias="filePath", max_length=4096, min_length=2, pattern="^/[^\\x00]*$")
     ]
     """
     Storage path of the file, for the blob store to reclaim.
     """
     user_id: Annotated[
-        str,
+        StrictStr,
         Field(alias="userId", max_length=64, min_length=1, pattern="^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     ]
     """
@@ -147,13 +147,13 @@ class TrashEntry(EventModel):
     """
     file_id: Annotated[UUID, Field(alias="fileId")]
     file_name: Annotated[
-        str, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
+        StrictStr, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
     ]
     """
     Base name of the file, without directories.
     """
     user_id: Annotated[
-        str,
+        StrictStr,
         Field(alias="userId", max_length=64, min_length=1, pattern="^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     ]
     """

@@ -19,6 +19,7 @@ from datamodel_code_generator import (  # type: ignore[attr-defined]
     PythonVersion,
     generate,
 )
+from datamodel_code_generator.enums import StrictTypes
 from datamodel_code_generator.format import DatetimeClassType
 
 # The root of the combined schema has no meaning of its own; it is generated under this name
@@ -56,6 +57,7 @@ def render_models(models_schema: str, header: str) -> str:
             use_schema_description=True,
             use_field_description=True,
             output_datetime_class=DatetimeClassType.Awaredatetime,
+            strict_types=[StrictTypes.int, StrictTypes.float, StrictTypes.bool, StrictTypes.str],
             formatters=[Formatter.BUILTIN],
             # Otherwise read from the nearest pyproject.toml of the working directory; its
             # magic trailing commas would then survive ruff and change the output.

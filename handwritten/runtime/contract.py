@@ -7,12 +7,15 @@ these protocols.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+from uuid import UUID
 
 from nats.js.api import ConsumerConfig
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
 HandlerT = TypeVar("HandlerT")
 EventT = TypeVar("EventT")
@@ -87,8 +90,46 @@ class ConsumerEndpoint(Generic[HandlerT, EventT]):
 class EventModel(BaseModel):
     """Base of every generated payload model.
 
-    Strict, so that the model accepts exactly what the JSON Schema accepts: no "42" for an
-    integer, no number for a date-time. Validate wire data with `model_validate_json`.
+    Together with the strict scalar types the generator uses (StrictInt, StrictStr, ...), it
+    accepts exactly what the JSON Schema accepts: no "42" for an integer, no number or
+    `+0100` offset for a date-time, no unhyphenated UUID.
     """
 
-    model_config = ConfigDict(strict=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire_spellings(cls, data: Any) -> Any:
+        """pydantic reads `uuid` and `date-time` leniently (no hyphens, `+0100`, a comma
+        fraction); the schema's formats do not. Refuse, on the wire, what the schema refuses."""
+        if not isinstance(data, dict):
+            return data
+        for name, info in cls.model_fields.items():
+            check = _WIRE_FORMATS.get(info.annotation)
+            if check is None:
+                continue
+            key = info.alias or name
+            value = data.get(key, data.get(name))
+            if value is None or isinstance(value, UUID | datetime):
+                continue
+            if not isinstance(value, str) or not check[0].match(value):
+                raise ValueError(f"{key}: {value!r} is not {check[1]}")
+        return data
+
+
+_WIRE_FORMATS: dict[object, tuple[re.Pattern[str], str]] = {
+    UUID: (
+        re.compile(
+            r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ),
+        "a hyphenated UUID",
+    ),
+    AwareDatetime: (
+        re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"),
+        "an RFC 3339 date-time with a time zone",
+    ),
+    datetime: (
+        re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$"),
+        "an RFC 3339 date-time",
+    ),
+}
