@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictStr
 
 from handwritten.runtime.contract import EventModel
 
@@ -38,7 +38,7 @@ class Evil(EventModel):
     import os; os.system("x")
     '''
     """
-    note: str | None = '"""\nimport os; os.system("x")\n# {{ 7*7 }} {% raw %}\'\'\'\\'
+    note: StrictStr | None = '"""\nimport os; os.system("x")\n# {{ 7*7 }} {% raw %}\'\'\'\\'
     """
     \\\"\"\"\\
     """

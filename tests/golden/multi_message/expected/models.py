@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictInt, StrictStr
 
 from handwritten.runtime.contract import EventModel
 
@@ -16,11 +16,11 @@ class Money(EventModel):
         extra="forbid",
         populate_by_name=True,
     )
-    amount: Annotated[int, Field(ge=0)]
+    amount: Annotated[StrictInt, Field(ge=0)]
     """
     In the currency's smallest unit.
     """
-    currency: Annotated[str, Field(pattern="^[A-Z]{3}$")]
+    currency: Annotated[StrictStr, Field(pattern="^[A-Z]{3}$")]
 
 
 class OrderPaid(EventModel):

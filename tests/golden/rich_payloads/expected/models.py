@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from handwritten.runtime.contract import EventModel
 
@@ -19,8 +19,8 @@ class Location(EventModel):
         extra="forbid",
         populate_by_name=True,
     )
-    room: Annotated[str, Field(min_length=1)]
-    floor: int | None = None
+    room: Annotated[StrictStr, Field(min_length=1)]
+    floor: StrictInt | None = None
 
 
 class Sample(EventModel):
@@ -28,7 +28,7 @@ class Sample(EventModel):
         extra="forbid",
         populate_by_name=True,
     )
-    value: Annotated[float, Field(ge=-273.15, le=1000.0)]
+    value: Annotated[StrictFloat, Field(ge=-273.15, le=1000.0)]
     unit: Literal["celsius", "kelvin", "percent"]
     flags: Annotated[list[Literal["estimated", "clipped"]] | None, Field(max_length=2)] = None
 
@@ -39,10 +39,10 @@ class Reading(EventModel):
         populate_by_name=True,
     )
     event_type: Annotated[Literal["Reading"], Field(alias="eventType")]
-    sensor_id: Annotated[str, Field(alias="sensorId", pattern="^[A-Z]{2}-[0-9]{4}$")]
+    sensor_id: Annotated[StrictStr, Field(alias="sensorId", pattern="^[A-Z]{2}-[0-9]{4}$")]
     samples: Annotated[list[Sample], Field(max_length=16, min_length=1)]
-    battery: Annotated[int | None, Field(ge=0, le=100)] = 100
-    calibrated: bool | None = False
+    battery: Annotated[StrictInt | None, Field(ge=0, le=100)] = 100
+    calibrated: StrictBool | None = False
     location: Location | None = None
     """
     Where the sensor hangs.

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from builtins import int as int_aliased
 from builtins import list as list_aliased
-from builtins import str as str_aliased
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from handwritten.runtime.contract import EventModel
 
@@ -21,27 +19,27 @@ class Class(EventModel):
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     event_type: Annotated[Literal["class"], Field(alias="eventType")]
-    class_: Annotated[str_aliased, Field(alias="class")]
-    type: str_aliased
-    from_: Annotated[int_aliased, Field(alias="from")]
-    self: str_aliased | None = None
-    json_: Annotated[str_aliased | None, Field(alias="json")] = None
-    model_config_: Annotated[str_aliased | None, Field(alias="model_config")] = None
-    schema_: Annotated[str_aliased | None, Field(alias="schema")] = None
-    list: bool | None = None
-    print: bool | None = None
-    field_2fast: Annotated[str_aliased | None, Field(alias="2fast")] = None
-    with_space: Annotated[str_aliased | None, Field(alias="with space")] = None
-    dash_ed: Annotated[str_aliased | None, Field(alias="dash-ed")] = None
-    none: Annotated[str_aliased | None, Field(alias="None")] = None
-    field_private: Annotated[str_aliased | None, Field(alias="_private")] = None
-    payload: str_aliased | None = None
-    msg_id: str_aliased | None = None
-    str: int_aliased | None = None
-    int: str_aliased | None = None
-    tags: list_aliased[str_aliased] | None = None
-    count: int_aliased | None = None
-    label: str_aliased | None = None
+    class_: Annotated[StrictStr, Field(alias="class")]
+    type: StrictStr
+    from_: Annotated[StrictInt, Field(alias="from")]
+    self: StrictStr | None = None
+    json_: Annotated[StrictStr | None, Field(alias="json")] = None
+    model_config_: Annotated[StrictStr | None, Field(alias="model_config")] = None
+    schema_: Annotated[StrictStr | None, Field(alias="schema")] = None
+    list: StrictBool | None = None
+    print: StrictBool | None = None
+    field_2fast: Annotated[StrictStr | None, Field(alias="2fast")] = None
+    with_space: Annotated[StrictStr | None, Field(alias="with space")] = None
+    dash_ed: Annotated[StrictStr | None, Field(alias="dash-ed")] = None
+    none: Annotated[StrictStr | None, Field(alias="None")] = None
+    field_private: Annotated[StrictStr | None, Field(alias="_private")] = None
+    payload: StrictStr | None = None
+    msg_id: StrictStr | None = None
+    str: StrictInt | None = None
+    int: StrictStr | None = None
+    tags: list_aliased[StrictStr] | None = None
+    count: StrictInt | None = None
+    label: StrictStr | None = None
 
 
 class Match(EventModel):
@@ -51,4 +49,4 @@ class Match(EventModel):
     )
     event_type: Annotated[Literal["match"], Field(alias="eventType")]
     case: Literal["if", "else", "True"]
-    field_: Annotated[str_aliased | None, Field(alias="_")] = None
+    field_: Annotated[StrictStr | None, Field(alias="_")] = None
