@@ -308,6 +308,8 @@ def string_cases(schema: dict[str, Any], value: Any, case: Any) -> Iterator[Case
 
     if low > 0:
         yield case("too-short", value[: low - 1], "minLength")
+        if low > 1:
+            yield case("empty", "", "minLength")
         if fits_pattern(value[:low]):
             yield case("at-min-length", value[:low], "")
     if high is not None:
