@@ -107,6 +107,11 @@ def printable(text: str) -> str:
     )
 
 
+def comment_text(text: str) -> str:
+    """Text that stays on its `#` comment line: `printable`, with newlines and tabs escaped too."""
+    return printable(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def one_line(text: str | None, limit: int = 88) -> str:
     """The first sentence-ish line of a description, for docstrings and comments."""
     if not text:

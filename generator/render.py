@@ -15,7 +15,7 @@ from ruff.__main__ import find_ruff_bin  # type: ignore[import-untyped]
 
 from generator.ir import Document
 from generator.models import ModelGenerationError, render_models
-from generator.naming import py_str
+from generator.naming import comment_text, py_str
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Every setting explicit, none from the working directory: `src = []` and the first-party list
@@ -48,6 +48,7 @@ def _environment() -> jinja2.Environment:
     env.filters["py_str"] = py_str
     env.filters["py_float"] = lambda value: repr(float(value))
     env.filters["nats_member"] = nats_member
+    env.filters["comment"] = comment_text
     return env
 
 

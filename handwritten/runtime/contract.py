@@ -11,7 +11,8 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from types import UnionType
+from typing import Any, Generic, Protocol, TypeVar, Union, get_args, get_origin
 from uuid import UUID
 
 from nats.js.api import ConsumerConfig
@@ -105,31 +106,45 @@ class EventModel(BaseModel):
         if not isinstance(data, dict):
             return data
         for name, info in cls.model_fields.items():
-            check = _WIRE_FORMATS.get(info.annotation)
-            if check is None:
+            found = _wire_format(info.annotation)
+            if found is None:
                 continue
+            (pattern, what), many = found
             key = info.alias or name
             value = data.get(key, data.get(name))
-            if value is None or isinstance(value, UUID | datetime):
-                continue
-            if not isinstance(value, str) or not check[0].match(value):
-                raise ValueError(f"{key}: {value!r} is not {check[1]}")
+            for item in value if many and isinstance(value, list) else [value]:
+                if item is None or isinstance(item, UUID | datetime):
+                    continue
+                if not isinstance(item, str) or not pattern.fullmatch(item):
+                    raise ValueError(f"{key}: {item!r} is not {what}")
         return data
+
+
+def _wire_format(annotation: Any) -> tuple[tuple[re.Pattern[str], str], bool] | None:
+    """The wire format of a field typed UUID or date-time, also inside `X | None` and
+    `list[X]`; the flag says whether the value is a list."""
+    if annotation in _WIRE_FORMATS:
+        return _WIRE_FORMATS[annotation], False
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return _wire_format(rest[0]) if len(rest) == 1 else None
+    if origin is list and len(args) == 1 and args[0] in _WIRE_FORMATS:
+        return _WIRE_FORMATS[args[0]], True
+    return None
 
 
 _WIRE_FORMATS: dict[object, tuple[re.Pattern[str], str]] = {
     UUID: (
-        re.compile(
-            r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-        ),
+        re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
         "a hyphenated UUID",
     ),
     AwareDatetime: (
-        re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"),
+        re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"),
         "an RFC 3339 date-time with a time zone",
     ),
     datetime: (
-        re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$"),
+        re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?"),
         "an RFC 3339 date-time",
     ),
 }
