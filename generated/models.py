@@ -18,7 +18,7 @@ class DeletedFile(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     file_id: Annotated[UUID, Field(alias="fileId")]
     """
@@ -72,7 +72,7 @@ class FileDeletedEvent(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     """
@@ -96,7 +96,7 @@ class PurgedFile(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     trash_id: Annotated[UUID, Field(alias="trashId")]
     """
@@ -139,7 +139,7 @@ class TrashEntry(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     trash_id: Annotated[UUID, Field(alias="trashId")]
     """
@@ -180,7 +180,7 @@ class FilePlacedInTrashEvent(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     """
@@ -204,7 +204,7 @@ class FilePurgedEvent(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     """

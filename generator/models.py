@@ -19,7 +19,7 @@ from datamodel_code_generator import (  # type: ignore[attr-defined]
     PythonVersion,
     generate,
 )
-from datamodel_code_generator.enums import StrictTypes
+from datamodel_code_generator.enums import StrictTypes, TargetPydanticVersion
 from datamodel_code_generator.format import DatetimeClassType
 
 # The root of the combined schema has no meaning of its own; it is generated under this name
@@ -46,6 +46,9 @@ def render_models(models_schema: str, header: str) -> str:
             snake_case_field=True,
             allow_population_by_field_name=True,
             collapse_root_models=True,
+            use_missing_sentinel=True,
+            strict_nullable=True,
+            target_pydantic_version=TargetPydanticVersion.V2_14,
             use_annotated=True,
             field_constraints=True,
             use_standard_collections=True,

@@ -96,7 +96,7 @@ class EventModel(BaseModel):
     `+0100` offset for a date-time, no unhyphenated UUID.
     """
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, StrictStr
+from pydantic import MISSING, ConfigDict, Field, StrictStr
 
 from handwritten.runtime.contract import EventModel
 
@@ -20,7 +20,7 @@ class Evil(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     """
@@ -31,14 +31,14 @@ class Evil(EventModel):
     event_type: Annotated[Literal['Evil"""\nimport os; os.system("x")#'], Field(alias="eventType")]
     kind: (
         Literal['a"""', "b'''", 'c\n import os; os.system("x")', "# {{ x }}", "{% if %}", "\\"]
-        | None
-    ) = None
+        | MISSING
+    ) = MISSING
     """
     '''
     import os; os.system("x")
     '''
     """
-    note: StrictStr | None = '"""\nimport os; os.system("x")\n# {{ 7*7 }} {% raw %}\'\'\'\\'
+    note: StrictStr = '"""\nimport os; os.system("x")\n# {{ 7*7 }} {% raw %}\'\'\'\\'
     """
     \\\"\"\"\\
     """

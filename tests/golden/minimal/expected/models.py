@@ -14,7 +14,7 @@ from handwritten.runtime.contract import EventModel
 class Ping(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     event_type: Annotated[Literal["Ping"], Field(alias="eventType")]

@@ -14,7 +14,7 @@ from handwritten.runtime.contract import EventModel
 class Money(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     amount: Annotated[StrictInt, Field(ge=0)]
     """
@@ -26,7 +26,7 @@ class Money(EventModel):
 class OrderPaid(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     event_type: Annotated[Literal["OrderPaid"], Field(alias="eventType")]
@@ -37,7 +37,7 @@ class OrderPaid(EventModel):
 class OrderPlaced(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     event_type: Annotated[Literal["OrderPlaced"], Field(alias="eventType")]
@@ -48,7 +48,7 @@ class OrderPlaced(EventModel):
 class OrderCancelled(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     event_type: Annotated[Literal["OrderCancelled"], Field(alias="eventType")]

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    MISSING,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 from handwritten.runtime.contract import EventModel
 
@@ -17,33 +25,33 @@ class Location(EventModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     room: Annotated[StrictStr, Field(min_length=1)]
-    floor: StrictInt | None = None
+    floor: StrictInt | MISSING = MISSING
 
 
 class Sample(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     value: Annotated[StrictFloat, Field(ge=-273.15, le=1000.0)]
     unit: Literal["celsius", "kelvin", "percent"]
-    flags: Annotated[list[Literal["estimated", "clipped"]] | None, Field(max_length=2)] = None
+    flags: Annotated[list[Literal["estimated", "clipped"]] | MISSING, Field(max_length=2)] = MISSING
 
 
 class Reading(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_type: Annotated[Literal["Reading"], Field(alias="eventType")]
     sensor_id: Annotated[StrictStr, Field(alias="sensorId", pattern="^[A-Z]{2}-[0-9]{4}$")]
     samples: Annotated[list[Sample], Field(max_length=16, min_length=1)]
-    battery: Annotated[StrictInt | None, Field(ge=0, le=100)] = 100
-    calibrated: StrictBool | None = False
-    location: Location | None = None
+    battery: Annotated[StrictInt, Field(ge=0, le=100)] = 100
+    calibrated: StrictBool = False
+    location: Location | MISSING = MISSING
     """
     Where the sensor hangs.
     """

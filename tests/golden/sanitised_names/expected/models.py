@@ -7,7 +7,7 @@ from builtins import list as list_aliased
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import MISSING, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from handwritten.runtime.contract import EventModel
 
@@ -15,38 +15,38 @@ from handwritten.runtime.contract import EventModel
 class Class(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_id: Annotated[UUID, Field(alias="eventId")]
     event_type: Annotated[Literal["class"], Field(alias="eventType")]
     class_: Annotated[StrictStr, Field(alias="class")]
     type: StrictStr
     from_: Annotated[StrictInt, Field(alias="from")]
-    self: StrictStr | None = None
-    json_: Annotated[StrictStr | None, Field(alias="json")] = None
-    model_config_: Annotated[StrictStr | None, Field(alias="model_config")] = None
-    schema_: Annotated[StrictStr | None, Field(alias="schema")] = None
-    list: StrictBool | None = None
-    print: StrictBool | None = None
-    field_2fast: Annotated[StrictStr | None, Field(alias="2fast")] = None
-    with_space: Annotated[StrictStr | None, Field(alias="with space")] = None
-    dash_ed: Annotated[StrictStr | None, Field(alias="dash-ed")] = None
-    none: Annotated[StrictStr | None, Field(alias="None")] = None
-    field_private: Annotated[StrictStr | None, Field(alias="_private")] = None
-    payload: StrictStr | None = None
-    msg_id: StrictStr | None = None
-    str: StrictInt | None = None
-    int: StrictStr | None = None
-    tags: list_aliased[StrictStr] | None = None
-    count: StrictInt | None = None
-    label: StrictStr | None = None
+    self: StrictStr | MISSING = MISSING
+    json_: Annotated[StrictStr | MISSING, Field(alias="json")] = MISSING
+    model_config_: Annotated[StrictStr | MISSING, Field(alias="model_config")] = MISSING
+    schema_: Annotated[StrictStr | MISSING, Field(alias="schema")] = MISSING
+    list: StrictBool | MISSING = MISSING
+    print: StrictBool | MISSING = MISSING
+    field_2fast: Annotated[StrictStr | MISSING, Field(alias="2fast")] = MISSING
+    with_space: Annotated[StrictStr | MISSING, Field(alias="with space")] = MISSING
+    dash_ed: Annotated[StrictStr | MISSING, Field(alias="dash-ed")] = MISSING
+    none: Annotated[StrictStr | MISSING, Field(alias="None")] = MISSING
+    field_private: Annotated[StrictStr | MISSING, Field(alias="_private")] = MISSING
+    payload: StrictStr | MISSING = MISSING
+    msg_id: StrictStr | MISSING = MISSING
+    str: StrictInt | MISSING = MISSING
+    int: StrictStr | MISSING = MISSING
+    tags: list_aliased[StrictStr] | MISSING = MISSING
+    count: StrictInt | MISSING = MISSING
+    label: StrictStr | MISSING = MISSING
 
 
 class Match(EventModel):
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
     )
     event_type: Annotated[Literal["match"], Field(alias="eventType")]
     case: Literal["if", "else", "True"]
-    field_: Annotated[StrictStr | None, Field(alias="_")] = None
+    field_: Annotated[StrictStr | MISSING, Field(alias="_")] = MISSING
