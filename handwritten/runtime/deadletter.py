@@ -2,8 +2,9 @@
 
 The copy goes to the endpoint's `dead_letter_subject` (stream FILE_EVENTS_DLQ), byte for byte,
 with the `Filetrash-Dlq-*` headers of the spec's DeadLetterHeaders. Its `Nats-Msg-Id` is
-`dlq:<stream>:<sequence>`, so a dead letter that is retried (the term got lost, the consumer
-crashed between publish and term) is stored once within the DLQ's duplicate window.
+`dlq:<stream>:<consumer>:<sequence>`, so a dead letter that is retried (the term got lost, the
+consumer crashed between publish and term) is stored once within the DLQ's duplicate window,
+while two consumers that both give up on one message (fan-out) each keep their own.
 
 Order matters: publish the dead letter first, term the original only after the PubAck. If
 the publish fails, the original must stay in its stream (nak it) — never term what is not
@@ -59,8 +60,10 @@ def one_line(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def dead_letter_msg_id(stream: str, stream_seq: int) -> str:
-    return f"dlq:{stream}:{stream_seq}"
+def dead_letter_msg_id(stream: str, stream_seq: int, consumer: str) -> str:
+    """Unique per original message *and* consumer: without the consumer, the second consumer
+    of a fan-out to dead-letter a message would be dropped as a duplicate of the first."""
+    return f"dlq:{stream}:{consumer}:{stream_seq}"
 
 
 def dead_letter_headers(
@@ -97,7 +100,7 @@ async def dead_letter(
     publisher: Publish = JetStreamPublisher(js) if isinstance(js, JetStreamContext) else js
     meta = msg.metadata
     headers = dead_letter_headers(msg, consumer=endpoint.durable, reason=reason, detail=detail)
-    msg_id = dead_letter_msg_id(meta.stream, meta.sequence.stream)
+    msg_id = dead_letter_msg_id(meta.stream, meta.sequence.stream, endpoint.durable)
     try:
         result = await publisher.publish(
             endpoint.dead_letter_subject, msg.data, msg_id=msg_id, headers=headers

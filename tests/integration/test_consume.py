@@ -306,7 +306,7 @@ async def test_invalid_messages_are_dead_lettered_with_the_reason_and_not_redeli
         assert headers[SEQUENCE_HEADER] == str(sequences[reason])
         assert headers[CONSUMER_HEADER] == DURABLE
         assert headers[DELIVERIES_HEADER] == "1"
-        assert headers["Nats-Msg-Id"] == f"dlq:FILE_EVENTS:{sequences[reason]}"
+        assert headers["Nats-Msg-Id"] == f"dlq:FILE_EVENTS:{DURABLE}:{sequences[reason]}"
         assert "\n" not in headers[DETAIL_HEADER] and headers[DETAIL_HEADER]
     assert "fileSize" in (by_reason["schema-invalid"].headers or {})[DETAIL_HEADER]
     assert "FileRestored" in (by_reason["unknown-event-type"].headers or {})[DETAIL_HEADER]

@@ -198,7 +198,12 @@ def test_dead_letter_headers_carry_where_the_message_came_from() -> None:
         "Filetrash-Dlq-Consumer": "trash-processor",
         "Filetrash-Dlq-Deliveries": "3",
     }
-    assert dead_letter_msg_id("FILE_EVENTS", 42) == "dlq:FILE_EVENTS:42"
+    assert dead_letter_msg_id("FILE_EVENTS", 42, "trash-processor") == (
+        "dlq:FILE_EVENTS:trash-processor:42"
+    )
+    assert dead_letter_msg_id("FILE_EVENTS", 42, "audit-logger") != dead_letter_msg_id(
+        "FILE_EVENTS", 42, "trash-processor"
+    ), "two consumers dead-lettering one message keep one dead letter each"
 
 
 def test_an_empty_detail_falls_back_to_the_reason() -> None:
