@@ -1,6 +1,9 @@
 """`python -m generator generate|check`: the spec → IR → render pipeline behind `just generate`.
 
 Exit codes: 0 done (or up to date), 1 `check` found a difference, 2 the spec has errors.
+Both commands also warn, without failing (not even with --strict), about receive operations
+that no module under handwritten/services/ consumes and about consumers whose operation is
+gone; see generator/consumers_check.py.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from generator.build import build
+from generator.consumers_check import check_consumers
 from generator.diagnostics import SpecError
 from generator.load import load_spec
 from generator.models import ModelGenerationError
@@ -57,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SPEC
     for warning in warnings:
         print(warning.render(), file=sys.stderr)
+    services = args.out.parent / "handwritten" / "services"
+    if services.is_dir():  # only the package the handwritten services import from
+        consumers = files["consumers.py"]
+        for each in check_consumers(document, consumers, services, display_root=Path.cwd()):
+            print(each.render(), file=sys.stderr)
 
     if args.command == "check":
         delta = diff(files, args.out)
