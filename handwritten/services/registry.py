@@ -1,15 +1,20 @@
 """Every service `filetrash run` can start, by durable name: its endpoint and its handler.
 
 The names are the consumers' durable names from the spec, so `filetrash run trash-processor`
-runs exactly the consumer the spec calls trash-processor.
+runs exactly the consumer the spec calls trash-processor. The five services of the article are
+listed here; a module of this package that defines a module-level `SERVICE` (as every module
+`just scaffold-consumer` makes does) is found on first use, without editing this file.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
 import asyncpg
@@ -118,7 +123,7 @@ def _notification(r: ServiceResources) -> NotificationServiceHandler:
     return NotificationService(r.pool)
 
 
-SERVICES: Final[Mapping[str, Service[Any]]] = dict(
+BUILT_IN: Final[Mapping[str, Service[Any]]] = dict(
     [
         _service(TRASH_PROCESSOR, _trash_processor, "File Trash Subscriber", "dev-subscriber"),
         _service(AUDIT_LOGGER, _audit_logger, "Audit Logger", "dev-audit-logger"),
@@ -127,6 +132,62 @@ SERVICES: Final[Mapping[str, Service[Any]]] = dict(
         _service(NOTIFICATION_SERVICE, _notification, "Notification Service", "dev-notification"),
     ]
 )
+
+_DECLARES_SERVICE = re.compile(r"^SERVICE\b\s*[:=]", re.MULTILINE)
+
+
+class DuplicateService(Exception):
+    """Two services claim one durable name: `filetrash run` could not tell them apart."""
+
+
+def declaring_modules(package: Path = Path(__file__).parent) -> list[str]:
+    """The modules of this package with a module-level `SERVICE`, found by reading their text so
+    that nothing else is imported."""
+    return sorted(
+        path.stem
+        for path in package.glob("*.py")
+        if _DECLARES_SERVICE.search(path.read_text(encoding="utf-8"))
+    )
+
+
+def discover(built_in: Mapping[str, Service[Any]] = BUILT_IN) -> dict[str, Service[Any]]:
+    """The services that modules of this package declare as `SERVICE`, by durable name."""
+    found: dict[str, Service[Any]] = {}
+    for name in declaring_modules():
+        module = f"{__package__}.{name}"
+        declared = getattr(importlib.import_module(module), "SERVICE", None)
+        if not isinstance(declared, Service):
+            raise TypeError(f"{module}.SERVICE is not a handwritten.services.registry.Service")
+        if declared.name in built_in or declared.name in found:
+            raise DuplicateService(f"{module}.SERVICE: a service {declared.name!r} exists already")
+        found[declared.name] = declared
+    return found
+
+
+class _Registry(Mapping[str, Service[Any]]):
+    """The built-in services, then the declared ones. Modules are looked for on first use, not
+    at import: a scaffolded module imports this one for `Service`."""
+
+    def __init__(self, built_in: Mapping[str, Service[Any]]) -> None:
+        self._built_in = built_in
+        self._all: dict[str, Service[Any]] | None = None
+
+    def _services(self) -> dict[str, Service[Any]]:
+        if self._all is None:
+            self._all = {**self._built_in, **discover(self._built_in)}
+        return self._all
+
+    def __getitem__(self, name: str) -> Service[Any]:
+        return self._services()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._services())
+
+    def __len__(self) -> int:
+        return len(self._services())
+
+
+SERVICES: Final[Mapping[str, Service[Any]]] = _Registry(BUILT_IN)
 
 
 class UnknownService(KeyError):

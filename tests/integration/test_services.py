@@ -56,7 +56,8 @@ async def dead_letters(servers: Servers) -> list[reconcile.StoredMessage]:
 
 
 def test_every_consumer_of_the_spec_is_a_service() -> None:
-    assert set(SERVICES) == set(ENDPOINTS) == set(SERVICE_NAMES)
+    assert set(SERVICES) == set(ENDPOINTS)
+    assert set(SERVICE_NAMES) <= set(SERVICES)  # the built-in ones; the registry finds the rest
     for name, definition in SERVICES.items():
         assert definition.endpoint is ENDPOINTS[name]
 
