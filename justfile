@@ -3,6 +3,9 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 python := if path_exists(".venv/bin/python") == "true" { ".venv/bin/python" } else { "python3" }
 
+# `dev-<durable>` for each consumer `just scaffold-consumer` made (rewritten by it).
+import? 'handwritten/services/consumers.just'
+
 # List the recipes.
 default:
     @just --list
@@ -14,6 +17,14 @@ generate:
 # Fail when generated/ is stale or was edited by hand.
 check:
     {{python}} -m generator check
+
+# A consumer for a receive operation of the spec: handler module, test, `dev-<durable>` recipe.
+scaffold-consumer OPERATION:
+    @{{python}} -m generator.scaffold {{OPERATION}}
+
+# Merge template or spec changes into a scaffolded consumer (copier update; needs a clean tree).
+update-consumer OPERATION:
+    @{{python}} -m generator.scaffold --update {{OPERATION}}
 
 # Rewrite the expected output of the golden tests from their specs.
 regen-golden:
