@@ -105,19 +105,32 @@ class EventModel(BaseModel):
         fraction); the schema's formats do not. Refuse, on the wire, what the schema refuses."""
         if not isinstance(data, dict):
             return data
-        for name, info in cls.model_fields.items():
-            found = _wire_format(info.annotation)
-            if found is None:
-                continue
-            (pattern, what), many = found
-            key = info.alias or name
-            value = data.get(key, data.get(name))
+        checks = _WIRE_CHECKS.get(cls)
+        if checks is None:  # worked out once per model: this runs for every event decoded
+            checks = _WIRE_CHECKS[cls] = _wire_checks(cls)
+        for key, name, pattern, what, many in checks:
+            value = data[key] if key in data else data.get(name)
             for item in value if many and isinstance(value, list) else [value]:
                 if item is None or isinstance(item, UUID | datetime):
                     continue
                 if not isinstance(item, str) or not pattern.fullmatch(item):
                     raise ValueError(f"{key}: {item!r} is not {what}")
         return data
+
+
+_WIRE_CHECKS: dict[type, tuple[tuple[str, str, re.Pattern[str], str, bool], ...]] = {}
+"""Per model: (wire key, field name, pattern, what it must be, is a list) of each field with
+a wire format."""
+
+
+def _wire_checks(model: type[BaseModel]) -> tuple[tuple[str, str, re.Pattern[str], str, bool], ...]:
+    checks = []
+    for name, info in model.model_fields.items():
+        found = _wire_format(info.annotation)
+        if found is not None:
+            (pattern, what), many = found
+            checks.append((info.alias or name, name, pattern, what, many))
+    return tuple(checks)
 
 
 def _wire_format(annotation: Any) -> tuple[tuple[re.Pattern[str], str], bool] | None:
