@@ -11,42 +11,60 @@ Delivery semantics (at least once — handlers must be idempotent):
   once. A dead letter is termed only after the DLQ stream confirmed the copy; if the copy
   fails, the message is nak'ed (or, on its last delivery, held with +WPI and retried) — nothing
   leaves the stream uncopied.
-- Messages are processed concurrently, at most `batch_size` at a time; a new pull asks for as
-  many as there are free slots. A slow or failing message holds one slot, never the others.
-- Every pull is a fresh request that expires after `fetch_timeout`, so a pull request lost in
-  a server restart or reconnect costs at most that long; pull errors are logged and the pull
-  is re-issued. (nats-py issue #504: a pull *subscription* does not re-issue lost pull
-  requests by itself; a loop of short fetches does not depend on that.)
-- While a handler runs, +WPI keeps its message: with a consumer `backoff` JetStream waits only
-  backoff[0] (1 s in the spec) for the first ack, not `ack_wait`, so a slow handler would
-  otherwise see its message redelivered to another instance while it still works on it.
+- A handler with only per-message methods gets each message on its own, at most `batch_size`
+  at a time; a new pull asks for as many as there are free slots. A slow or failing message
+  holds one slot, never the others.
+- A handler that also has `handle_batch` (`contract.BatchHandler`) gets whatever one pull
+  brought, up to `batch_size` messages, as one batch, with up to `concurrency` batches at
+  once. Each message is still decoded and validated on its own: invalid ones are dead-lettered
+  beside the batch, never inside it. The handler reports failures item by item
+  (`BatchResult`), and each failed item is settled as a single message would be. If the batch
+  raises as a whole, its messages are handled again one by one through the per-message
+  method, so the culprit fails alone. Acks of a batch go out together, after the handler
+  returned (its rows committed, its publishes acknowledged).
+- Pulls stream: a message is handed over as soon as it arrives, not when its pull's batch is
+  full, so at a low rate a message waits for nothing and under load batches fill themselves.
+  One pull request is outstanding at a time; it expires after `fetch_timeout`, so a request
+  lost in a server restart or reconnect costs at most that long, and pull errors are logged
+  and the pull re-issued. (nats-py issue #504: a pull *subscription* does not re-issue lost
+  pull requests by itself; nats-py's `fetch` waits for a full batch once the backlog is
+  drained, and drops what it held when the server refuses a request.)
+- While a handler runs, +WPI keeps its messages: with a consumer `backoff` JetStream waits
+  only backoff[0] for the first ack, not `ack_wait`, so a slow handler would otherwise see its
+  message redelivered to another instance while it still works on it.
 - Each pull also has a watchdog (twice its expiry plus a grace): the loop never waits on one
-  fetch forever, whatever nats-py does after a reconnect.
-- On stop: no new pulls; messages already fetched are handled and settled; then return.
+  fetch forever, whatever happens after a reconnect.
+- On stop: no new pulls; the last pull request is let run out and what it still brings is
+  handled; messages already fetched are handled and settled; then return.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, ConsumerInfo
+from nats.js.api import ConsumerConfig, ConsumerInfo, Header
 from pydantic import ValidationError
 
-from handwritten.runtime.contract import ConsumerEndpoint, Delivery, PermanentError
+from handwritten.runtime.contract import (
+    BatchResult,
+    ConsumerEndpoint,
+    Delivery,
+    PermanentError,
+)
 from handwritten.runtime.deadletter import DeadLetterFailed, DeadLetterReason, dead_letter, one_line
 from handwritten.runtime.errors import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, is_jetstream_error
 from handwritten.runtime.jetstream import JetStreamPublisher
@@ -56,18 +74,22 @@ log = logging.getLogger(__name__)
 
 H = TypeVar("H")
 E = TypeVar("E")
+T = TypeVar("T")
 
 EVENT_TYPE_FIELD: Final = "eventType"
 
 FETCH_GRACE = 2.0
 """Seconds beyond twice the pull expiry after which a fetch counts as hung."""
 
+PULL_GRACE = 0.5
+"""Seconds past a pull request's expiry to wait for the server's 408 before the request counts
+as lost (and the next fetch sends a new one)."""
+
 CONFIG_MAX_AGE = 30.0
 """Seconds the consumer's config (max_deliver, ack wait) is trusted before it is read again."""
 
-_FETCH_TAKES_HEARTBEAT: Final = (
-    "heartbeat" in inspect.signature(JetStreamContext.PullSubscription.fetch).parameters
-)
+_STATUS: Final = Header.STATUS.value
+_DESCRIPTION: Final = Header.DESCRIPTION.value
 
 
 class ConsumerMissing(Exception):
@@ -78,12 +100,27 @@ class ConsumerNotPullBased(Exception):
     """The durable exists but is a push consumer (it has a deliver_subject)."""
 
 
+class PullRefused(Exception):
+    """The server ended a pull request with an error status (409 consumer deleted, 400 bad
+    request, ...); the loop logs it, checks that the consumer still exists and pulls again."""
+
+    def __init__(self, status: str, description: str) -> None:
+        super().__init__(f"pull request refused: {status} {description}".rstrip())
+        self.status = status
+        self.description = description
+
+
 @dataclass(frozen=True)
 class ConsumeSettings:
     """How the loop pulls and retries.
 
-    - `batch_size`: most messages in flight at once (and per pull); 1 processes in order.
+    - `batch_size`: most messages per pull. Per-message handlers: also the most messages in
+      flight at once (1 processes in order). Batch handlers: the largest batch.
+    - `concurrency`: batch handlers only — batches in flight at once, so that one batch is
+      decoded while another waits on the database or its PubAcks.
     - `fetch_timeout`: lifetime (expiry) of each pull request, in seconds.
+    - `linger`: batch handlers only — once a pull's first message is in, wait at most this
+      long for the rest of its burst, so that it makes one batch (`StreamingPull`).
     - `heartbeat`: idle heartbeat asked for each pull; capped at a quarter of `fetch_timeout`
       (the server refuses more than half) and ignored by nats-py versions without it.
     - `nak_delay_base`, `nak_delay_max`: a failed delivery n is retried after
@@ -96,7 +133,9 @@ class ConsumeSettings:
     """
 
     batch_size: int = 64
+    concurrency: int = 4
     fetch_timeout: float = 1.0
+    linger: float = 0.002
     heartbeat: float | None = 0.5
     nak_delay_base: float = 0.5
     nak_delay_max: float = 30.0
@@ -107,8 +146,12 @@ class ConsumeSettings:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         if self.fetch_timeout <= 0:
             raise ValueError("fetch_timeout must be positive")
+        if self.linger < 0:
+            raise ValueError("linger must not be negative")
         if self.nak_delay_base < 0 or self.nak_delay_max < 0:
             raise ValueError("nak delays must not be negative")
         if self.ack_attempts < 1 or self.ack_timeout <= 0:
@@ -140,6 +183,8 @@ class ConsumeStats:
     dead_letter_failures: int = 0
     fetch_errors: int = 0
     in_progress_sent: int = 0
+    batches: int = 0
+    batch_fallbacks: int = 0
 
     @property
     def settled(self) -> int:
@@ -214,8 +259,205 @@ _CONFIRM_RETRYABLE = (
 )
 
 
+class Pull(Protocol):
+    """Where the loop gets messages from (a `StreamingPull`; a fake in unit tests)."""
+
+    async def fetch(
+        self, batch: int, timeout: float, heartbeat: float | None = None
+    ) -> list[Msg]: ...
+
+
+class StreamingPull:
+    """Pull requests to one durable, answered on an inbox of our own; messages are handed over
+    as they arrive.
+
+    `fetch(batch, ...)` returns what has arrived (at most `batch`) as soon as there is any.
+    When nothing is waiting and no request is outstanding it sends one for `batch` messages
+    that expires after `timeout`; the server fills it as messages come, and the next fetches
+    take them. So the batch a fetch returns is whatever piled up since the last one: one
+    message at a low rate, a full batch under load. One request is outstanding at a time: the
+    loop never holds more messages than it asked for.
+
+    `linger`: once the first message of a request is in, wait up to this long for the rest of
+    its batch before handing over what came (0: hand over at once). Under load the server sends
+    a request's messages in one burst that takes a moment to read; lingering makes them one
+    batch instead of several small ones, at the price of at most `linger` of latency.
+
+    A request ends when it has delivered its batch, with the server's 408 (expired) or 404,
+    or, if neither comes (lost in a reconnect), `PULL_GRACE` after its expiry. Any other status
+    (409 consumer deleted, 503 no responders, ...) ends it with an error that the next fetch
+    raises.
+    """
+
+    def __init__(self, nc: Client, stream: str, durable: str, *, linger: float = 0.0) -> None:
+        self._nc = nc
+        self._linger = linger
+        self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = nc.new_inbox()
+        self._sub: Any = None
+        self._queue: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._remaining = 0
+        """Messages the outstanding request may still bring; 0 when none is outstanding."""
+        self._deadline = 0.0
+        self._error: Exception | None = None
+
+    async def start(self) -> StreamingPull:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+        return self
+
+    @property
+    def outstanding(self) -> bool:
+        """Whether a request may still bring messages (it is neither done nor lost)."""
+        if self._remaining and time.monotonic() >= self._deadline:
+            self._remaining = 0  # lost: no 408 came after its expiry
+        return self._remaining > 0
+
+    async def fetch(self, batch: int, timeout: float, heartbeat: float | None = None) -> list[Msg]:
+        if not self._queue and self._error is None:
+            if not self.outstanding:
+                await self._request(batch, timeout, heartbeat)
+            await self._wait()
+            if self._linger > 0 and self._queue:
+                await self._wait(until=min(batch, self._remaining + len(self._queue)))
+        if self._queue:
+            queue = self._queue
+            return [queue.popleft() for _ in range(min(batch, len(queue)))]
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        raise nats.errors.TimeoutError  # the request ran out with nothing for us
+
+    async def finish(self) -> list[Msg]:
+        """What the last request still brings before it runs out (the loop stopped pulling):
+        handled rather than left to wait out an ack wait in nobody's hands."""
+        while self.outstanding and self._error is None:
+            await self._wait(until_done=True)
+        taken = list(self._queue)
+        self._queue.clear()
+        return taken
+
+    async def close(self) -> None:
+        """Unsubscribe; whatever arrived but was never handed over is nak'ed, so that it is
+        redelivered (to another instance) at once rather than after its ack wait."""
+        leftovers = list(self._queue)
+        self._queue.clear()
+        for msg in leftovers:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _request(self, batch: int, timeout: float, heartbeat: float | None) -> None:
+        request: dict[str, int] = {"batch": batch, "expires": int(timeout * 1_000_000_000)}
+        if heartbeat:
+            request["idle_heartbeat"] = int(heartbeat * 1_000_000_000)
+        self._remaining = batch
+        self._deadline = time.monotonic() + timeout + PULL_GRACE
+        try:
+            await self._nc.publish(self._subject, json.dumps(request).encode(), reply=self._inbox)
+        except BaseException:
+            self._remaining = 0
+            raise
+
+    async def _wait(self, *, until: int = 1, until_done: bool = False) -> None:
+        """Until `until` messages are queued (or, `until_done`, the request ended), an error,
+        or the request's deadline; lingering (`until` > 1) for at most `linger`."""
+        deadline = self._deadline
+        if until > 1:
+            deadline = min(deadline, time.monotonic() + self._linger)
+        while self.outstanding and self._error is None and (until_done or len(self._queue) < until):
+            self._arrived.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._arrived.wait()
+
+    async def _on_message(self, msg: Msg) -> None:
+        if msg.reply:  # a message of the stream (status messages have no reply subject)
+            self._queue.append(msg)
+            if self._remaining:
+                self._remaining -= 1
+            self._arrived.set()
+            return
+        status = (msg.headers or {}).get(_STATUS, "")
+        if status == "100":
+            return  # idle heartbeat: the request is alive
+        self._remaining = 0
+        if status == "503":
+            self._error = nats.errors.NoRespondersError()
+        elif status not in ("404", "408"):
+            self._error = PullRefused(status, (msg.headers or {}).get(_DESCRIPTION, ""))
+        self._arrived.set()
+
+
+class Confirmations:
+    """Double acks in bulk: each ack (or term) goes out with a reply subject on one inbox of
+    ours, and the server's answers resolve futures that are awaited together — one
+    subscription for all of them instead of a request, a timer and a task per ack."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox()
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._sent = 0
+        self._sub: Any = None
+
+    async def start(self) -> Confirmations:
+        self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_answer)
+        return self
+
+    async def send(self, msgs: Sequence[Msg], payload: bytes, *, timeout: float) -> list[bool]:
+        """Send `payload` to each message's ack subject; whether the server confirmed each
+        within `timeout`."""
+        loop = asyncio.get_running_loop()
+        futures: list[tuple[str, asyncio.Future[None]]] = []
+        try:
+            for msg in msgs:
+                self._sent += 1
+                token = str(self._sent)
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiting[token] = future
+                futures.append((token, future))
+                await self._nc.publish(msg.reply, payload, reply=f"{self._prefix}.{token}")
+            await asyncio.wait([future for _, future in futures], timeout=timeout)
+        finally:
+            for token, future in futures:
+                if not future.done():
+                    self._waiting.pop(token, None)
+                    future.cancel()
+        return [not future.cancelled() for _, future in futures]
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_answer(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) + 1 :], None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
+def _delivery(msg: Msg) -> Delivery:
+    meta = msg.metadata
+    return Delivery(
+        subject=msg.subject,
+        stream=meta.stream,
+        stream_seq=meta.sequence.stream,
+        consumer=meta.consumer,
+        num_delivered=meta.num_delivered,
+        headers=dict(msg.headers or {}),
+    )
+
+
 class _Consumer:
-    """The state of one run of the loop: subscription, in-flight tasks, cached config."""
+    """The state of one run of the loop: in-flight tasks, cached config, the handler's shape."""
 
     def __init__(
         self,
@@ -238,17 +480,34 @@ class _Consumer:
         self.config = info.config
         self.config_read_at = time.monotonic()
         self.publisher = JetStreamPublisher(js, timeout=settings.ack_timeout, attempts=3)
-        self.in_flight: set[asyncio.Task[None]] = set()
+        handle_batch = getattr(handler, "handle_batch", None)
+        self.handle_batch: (
+            Callable[[Sequence[tuple[Any, Delivery]]], Awaitable[BatchResult]] | None
+        ) = handle_batch if callable(handle_batch) else None
+        self.in_flight: dict[asyncio.Task[None], int] = {}
+        """Running tasks, each with the number of messages it settles."""
+        self.in_flight_messages = 0
         self.background: set[asyncio.Task[None]] = set()
+        self.confirmations: Confirmations | None = None
 
     # -- the pull loop ---------------------------------------------------------------------
 
-    async def run(self, sub: JetStreamContext.PullSubscription) -> None:
+    def _room(self) -> int:
+        """How many messages the next pull may ask for."""
+        settings = self.settings
+        if self.handle_batch is None:
+            return settings.batch_size - self.in_flight_messages
+        if len(self.in_flight) >= settings.concurrency:
+            return 0
+        capacity = settings.batch_size * settings.concurrency
+        return min(settings.batch_size, capacity - self.in_flight_messages)
+
+    async def run(self, sub: Pull) -> None:
         stopped = asyncio.ensure_future(self.stop.wait())
         error_delay = 0.1
         try:
             while not self.stop.is_set():
-                free = self.settings.batch_size - len(self.in_flight)
+                free = self._room()
                 if free <= 0:
                     await asyncio.wait({stopped, *self.in_flight}, return_when="FIRST_COMPLETED")
                     continue
@@ -270,8 +529,7 @@ class _Consumer:
                     continue
                 error_delay = 0.1
                 if msgs:
-                    self.stats.fetched += len(msgs)
-                    self._start_batch(msgs)
+                    self.start(msgs)
                 elif time.monotonic() - pulled_at < self.settings.fetch_timeout / 2:
                     # An empty answer long before the expiry (a refused or cut-short pull):
                     # pause briefly rather than spin on the server.
@@ -279,15 +537,11 @@ class _Consumer:
         finally:
             stopped.cancel()
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+    async def _fetch(self, sub: Pull, batch: int) -> list[Msg]:
         """One pull, bounded by a watchdog: a fetch that outlives its own expiry by far is
-        abandoned (its late messages wait in the subscription for the next pull)."""
+        abandoned (its late messages wait for the next fetch)."""
         timeout = self.settings.fetch_timeout
-        heartbeat = self.settings.pull_heartbeat
-        if heartbeat is not None and _FETCH_TAKES_HEARTBEAT:
-            pull = sub.fetch(batch, timeout=timeout, heartbeat=heartbeat)
-        else:
-            pull = sub.fetch(batch, timeout=timeout)
+        pull = sub.fetch(batch, timeout=timeout, heartbeat=self.settings.pull_heartbeat)
         watchdog = asyncio.timeout(timeout * 2 + FETCH_GRACE)
         try:
             async with watchdog:
@@ -331,15 +585,24 @@ class _Consumer:
             self.config_read_at = time.monotonic()
         return self.config
 
-    def _start_batch(self, msgs: list[Msg]) -> None:
-        """Handle a fetched batch, each message on its own; a batch handler would go here."""
-        for msg in msgs:
-            task = asyncio.ensure_future(self._process(msg))
-            self.in_flight.add(task)
-            task.add_done_callback(self._finished)
+    def start(self, msgs: list[Msg]) -> None:
+        """Handle fetched messages: as one batch if the handler takes batches, else each on
+        its own."""
+        self.stats.fetched += len(msgs)
+        if self.handle_batch is not None:
+            self._track(self._process_batch(msgs), len(msgs))
+        else:
+            for msg in msgs:
+                self._track(self._process(msg), 1)
+
+    def _track(self, work: Awaitable[None], messages: int) -> None:
+        task = asyncio.ensure_future(work)
+        self.in_flight[task] = messages
+        self.in_flight_messages += messages
+        task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self.in_flight.discard(task)
+        self.in_flight_messages -= self.in_flight.pop(task, 0)
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
             log.error(
@@ -355,7 +618,6 @@ class _Consumer:
     # -- one message -----------------------------------------------------------------------
 
     async def _process(self, msg: Msg) -> None:
-        meta = msg.metadata
         try:
             event = self.endpoint.decode(msg.data)
         except ValidationError as error:
@@ -365,17 +627,12 @@ class _Consumer:
         except Exception as error:
             await self._failed(msg, error)
             return
-        delivery = Delivery(
-            subject=msg.subject,
-            stream=meta.stream,
-            stream_seq=meta.sequence.stream,
-            consumer=meta.consumer,
-            num_delivered=meta.num_delivered,
-            headers=dict(msg.headers or {}),
-        )
+        await self._handle_one(msg, event, _delivery(msg))
+
+    async def _handle_one(self, msg: Msg, event: Any, delivery: Delivery) -> None:
         try:
             await self._while_in_progress(
-                msg, self.endpoint.dispatch(self.handler, event, delivery)
+                (msg,), self.endpoint.dispatch(self.handler, event, delivery)
             )
         except PermanentError as error:
             self.stats.handler_errors += 1
@@ -386,11 +643,18 @@ class _Consumer:
             await self._failed(msg, error)
             return
         self.stats.handled += 1
-        if await self._confirm(msg, msg.Ack.Ack):
-            self.stats.acked += 1
-            log.debug("%s: %s #%d acked", self.endpoint.durable, meta.stream, meta.sequence.stream)
-        else:
+        await self._ack((msg,))
+
+    async def _ack(self, msgs: Sequence[Msg]) -> None:
+        """Ack messages whose work is done, together, each confirmed by the server."""
+        if not msgs:
+            return
+        for msg, confirmed in zip(msgs, await self._confirm_all(msgs, Msg.Ack.Ack), strict=True):
+            if confirmed:
+                self.stats.acked += 1
+                continue
             self.stats.ack_unconfirmed += 1
+            meta = msg.metadata
             log.warning(
                 "%s: ack of %s #%d not confirmed; JetStream redelivers it after the ack wait",
                 self.endpoint.durable,
@@ -398,43 +662,109 @@ class _Consumer:
                 meta.sequence.stream,
             )
 
+    # -- a batch ---------------------------------------------------------------------------
+
+    async def _process_batch(self, msgs: list[Msg]) -> None:
+        """Decode each message; the valid ones go to the handler as one batch, the others are
+        settled beside it (a bad message never fails or delays its batch)."""
+        items: list[tuple[Msg, Any, Delivery]] = []
+        aside: list[Awaitable[None]] = []
+        for msg in msgs:
+            try:
+                event = self.endpoint.decode(msg.data)
+            except ValidationError as error:
+                reason, detail = classify_invalid(error, msg.data, self.endpoint.event_types)
+                aside.append(self._give_up(msg, reason, detail))
+                continue
+            except Exception as error:
+                aside.append(self._failed(msg, error))
+                continue
+            items.append((msg, event, _delivery(msg)))
+        alongside = asyncio.gather(*aside) if aside else None
+        try:
+            if items:
+                await self._handle_batch(items)
+        finally:
+            if alongside is not None:
+                await alongside
+
+    async def _handle_batch(self, items: list[tuple[Msg, Any, Delivery]]) -> None:
+        assert self.handle_batch is not None
+        self.stats.batches += 1
+        msgs = [msg for msg, _, _ in items]
+        work = self.handle_batch([(event, delivery) for _, event, delivery in items])
+        try:
+            result = await self._while_in_progress(msgs, work)
+        except Exception as error:
+            if len(items) == 1:
+                result = BatchResult({0: error})
+            else:
+                self.stats.batch_fallbacks += 1
+                log.warning(
+                    "⚠️ %s: a batch of %d failed (%s); handling its messages one by one",
+                    self.endpoint.durable,
+                    len(items),
+                    one_line(f"{type(error).__name__}: {error}", 300),
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+                await asyncio.gather(*(self._handle_one(*item) for item in items))
+                return
+        failures = result.failures if result is not None else {}
+        succeeded: list[Msg] = []
+        settle: list[Awaitable[None]] = []
+        for index, msg in enumerate(msgs):
+            failure = failures.get(index)
+            if failure is None:
+                succeeded.append(msg)
+                continue
+            self.stats.handler_errors += 1
+            if isinstance(failure, PermanentError):
+                detail = f"{type(failure).__name__}: {failure}"
+                settle.append(self._give_up(msg, "permanent-error", detail))
+            else:
+                settle.append(self._failed(msg, failure))
+        self.stats.handled += len(succeeded)
+        await asyncio.gather(self._ack(succeeded), *settle)
+
+    # -- settling --------------------------------------------------------------------------
+
     def _progress_interval(self) -> float | None:
         every = self.settings.in_progress_every
         if every is None:
             return shortest_ack_wait(self.config) / 2
         return every if every > 0 else None
 
-    async def _while_in_progress(self, msg: Msg, work: Awaitable[None]) -> None:
-        """Run the handler, sending +WPI every interval until it finishes.
+    async def _while_in_progress(self, msgs: Sequence[Msg], work: Awaitable[T]) -> T:
+        """Run the handler, sending +WPI for its messages every interval until it finishes.
 
         A timer rather than a task per message: most handlers finish before it ever fires.
         """
         interval = self._progress_interval()
         if interval is None:
-            await work
-            return
+            return await work
         loop = asyncio.get_running_loop()
         timer: asyncio.TimerHandle
 
         def tick() -> None:
             nonlocal timer
-            progress = asyncio.ensure_future(self._send_progress(msg))
+            progress = asyncio.ensure_future(self._send_progress(msgs))
             self.background.add(progress)
             progress.add_done_callback(self.background.discard)
             timer = loop.call_later(interval, tick)
 
         timer = loop.call_later(interval, tick)
         try:
-            await work
+            return await work
         finally:
             timer.cancel()
 
-    async def _send_progress(self, msg: Msg) -> None:
-        try:
-            await msg.in_progress()
-            self.stats.in_progress_sent += 1
-        except Exception as error:
-            log.debug("in-progress for a running handler failed: %s", error)
+    async def _send_progress(self, msgs: Sequence[Msg]) -> None:
+        for msg in msgs:
+            try:
+                await msg.in_progress()
+                self.stats.in_progress_sent += 1
+            except Exception as error:
+                log.debug("in-progress for a running handler failed: %s", error)
 
     async def _failed(self, msg: Msg, error: BaseException) -> None:
         """A transient failure: retry later, or dead-letter it if this was the last delivery."""
@@ -525,24 +855,42 @@ class _Consumer:
             )
 
     async def _confirm(self, msg: Msg, payload: bytes) -> bool:
-        """Send an ack or term and wait for the server to confirm it (a double ack).
+        """Send an ack or term and wait for the server to confirm it (a double ack)."""
+        [confirmed] = await self._confirm_all((msg,), payload)
+        return confirmed
 
-        Retried on timeouts: the server answers a repeated ack of the same delivery too.
+    async def _confirm_all(self, msgs: Sequence[Msg], payload: bytes) -> list[bool]:
+        """Send an ack (or term) for each message, all at once, and wait for the server to
+        confirm them together (double acks); whether each was confirmed.
+
+        The unconfirmed are sent again after a pause, up to `ack_attempts` times: the server
+        answers a repeated ack of the same delivery too.
         """
+        if self.confirmations is None:
+            self.confirmations = await Confirmations(self.nc).start()
+        confirmed = [False] * len(msgs)
+        todo = list(range(len(msgs)))
         delay = 0.1
         for attempt in range(self.settings.ack_attempts):
             try:
-                await self.nc.request(msg.reply, payload, timeout=self.settings.ack_timeout)
-                return True
+                answers = await self.confirmations.send(
+                    [msgs[i] for i in todo], payload, timeout=self.settings.ack_timeout
+                )
             except _CONFIRM_RETRYABLE as error:
-                if attempt + 1 < self.settings.ack_attempts:
-                    log.debug("ack not confirmed yet (%s); retrying", type(error).__name__)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                log.debug("acks not confirmed yet (%s); retrying", type(error).__name__)
+                answers = [False] * len(todo)
             except Exception as error:
                 log.warning("%s: ack failed (%s)", self.endpoint.durable, error)
-                return False
-        return False
+                return confirmed
+            for i, answered in zip(todo, answers, strict=True):
+                confirmed[i] = answered
+            todo = [i for i in todo if not confirmed[i]]
+            if not todo or attempt + 1 == self.settings.ack_attempts:
+                break
+            log.debug("%d acks not confirmed yet; retrying", len(todo))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        return confirmed
 
 
 async def bind_consumer(js: JetStreamContext, endpoint: ConsumerEndpoint[Any, Any]) -> ConsumerInfo:
@@ -589,7 +937,9 @@ async def run_consumer(
     stats = stats if stats is not None else ConsumeStats()
     js = nc.jetstream()
     info = await bind_consumer(js, endpoint)
-    sub = await js.pull_subscribe_bind(durable=endpoint.durable, stream=endpoint.stream)
+    takes_batches = callable(getattr(handler, "handle_batch", None))
+    linger = settings.linger if takes_batches else 0.0
+    pull = await StreamingPull(nc, endpoint.stream, endpoint.durable, linger=linger).start()
     consumer = _Consumer(nc, js, endpoint, handler, info, settings, stop, stats)
     log.info(
         '✅ %s ready. Listening for %s on "%s"',
@@ -599,11 +949,16 @@ async def run_consumer(
         extra={"step": "ready", "durable": endpoint.durable},
     )
     try:
-        await consumer.run(sub)
+        await consumer.run(pull)
+        last = await pull.finish()
+        if last:
+            consumer.start(last)
     finally:
         await consumer.wait_in_flight()
         try:
-            await sub.unsubscribe()
+            await pull.close()
+            if consumer.confirmations is not None:
+                await consumer.confirmations.close()
             await nc.flush(timeout=math.ceil(settings.ack_timeout))  # naks are fire-and-forget
         except Exception as error:
             log.debug("closing the pull subscription failed: %s", error)

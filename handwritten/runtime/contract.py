@@ -8,11 +8,20 @@ these protocols.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import UnionType
-from typing import Any, Generic, Protocol, TypeVar, Union, get_args, get_origin
+from typing import (
+    Any,
+    Generic,
+    Protocol,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    runtime_checkable,
+)
 from uuid import UUID
 
 from nats.js.api import ConsumerConfig
@@ -20,6 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
 HandlerT = TypeVar("HandlerT")
 EventT = TypeVar("EventT")
+EventT_contra = TypeVar("EventT_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,27 @@ class Publish(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message of a `PublishMany.publish_many` batch."""
+
+    subject: str
+    payload: bytes
+    msg_id: str
+    headers: Mapping[str, str] | None = None
+
+
+@runtime_checkable
+class PublishMany(Publish, Protocol):
+    """A `Publish` that also sends many messages at once and waits for their PubAcks
+    together. Item i of the answer is message i's `PublishResult`, or the exception it failed
+    with (after the same retries, with the same Nats-Msg-Id, as `publish`)."""
+
+    async def publish_many(
+        self, messages: Sequence[OutgoingMessage]
+    ) -> list[PublishResult | Exception]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """Where a message came from, handed to handlers next to the decoded event."""
 
@@ -59,6 +90,30 @@ class Delivery:
 
 class PermanentError(Exception):
     """Raised by a handler for a message that can never succeed: it is dead-lettered, not retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """How a batch ended, item by item: `failures` maps the index of each item that failed to
+    its exception; every other item succeeded. The loop settles a failed item as it would a
+    single message that raised it: `PermanentError` is dead-lettered, anything else retried."""
+
+    failures: Mapping[int, BaseException] = field(default_factory=dict)
+
+
+class BatchHandler(Protocol[EventT_contra]):
+    """A handler that can also take a whole fetched batch at once (one database round trip,
+    concurrent publishes). The consume loop uses `handle_batch` when the handler has it.
+
+    Contract: return only once every item reported as succeeded is durably done, since the
+    loop acks those right after. Raising means "the batch as a whole failed": the loop then
+    handles each item on its own through the handler's per-message method, so one bad item
+    is isolated and the others still succeed. Both paths must therefore be idempotent.
+    """
+
+    async def handle_batch(
+        self, items: Sequence[tuple[EventT_contra, Delivery]]
+    ) -> BatchResult: ...
 
 
 @dataclass(frozen=True, slots=True)
