@@ -49,8 +49,10 @@ class TrashRow:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> TrashRow:
-        return cls(**{field.name: record[field.name] for field in fields(cls)})
+        return cls(*(record[name] for name in _TRASH_ROW_FIELDS))
 
+
+_TRASH_ROW_FIELDS = tuple(field.name for field in fields(TrashRow))
 
 _TRASH_COLUMNS = (
     "id, file_id, file_name, file_path, file_size, mime_type, user_id, trashed_at, expires_at, "
@@ -110,6 +112,66 @@ async def store_trashed_file(conn: Connection, entry: NewTrashEntry) -> tuple[Tr
     return TrashRow.from_record(record), False
 
 
+async def store_trashed_files(
+    conn: Connection, entries: Sequence[NewTrashEntry]
+) -> list[tuple[TrashRow, bool] | None]:
+    """For each entry, in order: (its row, True) if inserted now, (its row, False) if found
+    from before (or an earlier entry of the same batch inserted it), None if it was purged.
+
+    One statement inserts the whole batch — a single round trip and a single commit in the
+    common case; only entries already stored cost a second one, to read them. Rows go in in
+    `original_event_id` order, so two batches that overlap take the unique index's locks in
+    the same order and wait for each other instead of deadlocking. A conflicting insert waits
+    for the other transaction; the SELECT that follows is a new statement and sees its row.
+    """
+    if not entries:
+        return []
+    first: dict[UUID, NewTrashEntry] = {}
+    for entry in entries:
+        first.setdefault(entry.original_event_id, entry)
+    batch = sorted(first.values(), key=lambda e: e.original_event_id)
+    records = await conn.fetch(
+        f"""
+        INSERT INTO trashed_files (id, file_id, file_name, file_path, file_size, mime_type,
+                                   user_id, trashed_at, expires_at, original_event_id)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
+                             $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                             $10::uuid[])
+        ON CONFLICT (original_event_id) DO NOTHING
+        RETURNING {_TRASH_COLUMNS}
+        """,
+        [e.id for e in batch],
+        [e.file_id for e in batch],
+        [e.file_name for e in batch],
+        [e.file_path for e in batch],
+        [e.file_size for e in batch],
+        [e.mime_type for e in batch],
+        [e.user_id for e in batch],
+        [e.trashed_at for e in batch],
+        [e.expires_at for e in batch],
+        [e.original_event_id for e in batch],
+    )
+    inserted = {row.original_event_id: row for row in map(TrashRow.from_record, records)}
+    found: dict[UUID, TrashRow] = {}
+    missing = [e.original_event_id for e in batch if e.original_event_id not in inserted]
+    if missing:
+        records = await conn.fetch(
+            f"SELECT {_TRASH_COLUMNS} FROM trashed_files WHERE original_event_id = ANY($1::uuid[])",
+            missing,
+        )
+        found = {row.original_event_id: row for row in map(TrashRow.from_record, records)}
+    outcome: list[tuple[TrashRow, bool] | None] = []
+    for entry in entries:
+        key = entry.original_event_id
+        if key in inserted:
+            outcome.append((inserted[key], first.get(key) is entry))
+        elif key in found:
+            outcome.append((found[key], False))
+        else:
+            outcome.append(None)
+    return outcome
+
+
 class TrashEntryGone(Exception):
     """The trash entry of a deletion existed once but was purged before a redelivery."""
 
@@ -127,6 +189,25 @@ async def mark_trash_event_published(conn: Connection, trash_id: UUID, seq: int)
         "UPDATE trashed_files SET trash_event_seq = $2 WHERE id = $1 AND trash_event_seq IS NULL",
         trash_id,
         seq,
+    )
+
+
+async def mark_trash_events_published(
+    conn: Connection, published: Sequence[tuple[UUID, int]]
+) -> None:
+    """`mark_trash_event_published` for a whole batch of (trash id, sequence), in one
+    statement; rows locked in id order, as every batch does."""
+    if not published:
+        return
+    ordered = sorted(published)
+    await conn.execute(
+        """
+        UPDATE trashed_files AS t SET trash_event_seq = u.seq
+        FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)
+        WHERE t.id = u.id AND t.trash_event_seq IS NULL
+        """,
+        [trash_id for trash_id, _ in ordered],
+        [seq for _, seq in ordered],
     )
 
 

@@ -152,7 +152,8 @@ class ServiceProcess:
         message = str(entry["message"])
         step = entry.get("step")
         if isinstance(step, str):
-            self.steps[step] += 1
+            count = entry.get("count", 1)  # a batch tells each step once, with its count
+            self.steps[step] += count if isinstance(count, int) else 1
             if step == "stopped":
                 self.stopped_stats = entry
         if entry.get("logger") == "handwritten.runtime.consume" and " ready." in message:

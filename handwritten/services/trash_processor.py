@@ -11,20 +11,42 @@ anywhere in between brings the deletion back; every step is therefore safe to re
    JetStream drops the copy within the stream's duplicate window.
 3. Once JetStream has acknowledged the trash event its sequence is written to the row; a later
    repetition sees it and publishes nothing, even after the duplicate window has passed.
+
+Batches (`handle_batch`, what the consume loop uses) take the same three steps for many
+deletions at once: one INSERT of all their rows (one round trip, one commit), their trash
+events published concurrently and awaited together, one UPDATE recording every sequence. A
+deletion whose step fails is reported alone (`BatchResult`) and retried alone; if the batch
+fails as a whole the loop replays it one deletion at a time through `on_file_deleted_event`.
+The fault points keep their meaning: `after-insert` fires once the batch's rows are
+committed and before any of its events is published, `after-publish` once all its events are
+acknowledged and before any sequence is recorded or any deletion acked.
+
+Logs: a batch of one is told step by step, as the article tells it; a larger batch gets one
+line per step with a `count` (repeats and duplicates are still named one by one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Final
+from uuid import UUID
 
 import asyncpg
 
 from generated.models import FileDeletedEvent, FilePlacedInTrashEvent, TrashEntry
 from generated.publishers import PublishFilePlacedInTrash
 from handwritten.db import queries
-from handwritten.runtime.contract import Delivery, Publish
+from handwritten.runtime.contract import (
+    BatchResult,
+    Delivery,
+    OutgoingMessage,
+    Publish,
+    PublishMany,
+    PublishResult,
+)
 from handwritten.runtime.logging import short_id
 from handwritten.services import ids
 from handwritten.services.faults import NO_FAULTS, FaultInjector
@@ -71,7 +93,7 @@ def placed_in_trash_event(row: queries.TrashRow) -> FilePlacedInTrashEvent:
 
 
 class TrashProcessor:
-    """Implements `generated.consumers.TrashProcessorHandler`."""
+    """Implements `generated.consumers.TrashProcessorHandler` and `contract.BatchHandler`."""
 
     def __init__(
         self,
@@ -84,6 +106,7 @@ class TrashProcessor:
         if retention <= timedelta(0):
             raise ValueError(f"retention must be positive, not {retention}")
         self._pool = pool
+        self._js = js
         self._publish = PublishFilePlacedInTrash(js)
         self._retention = retention
         self._faults = faults
@@ -93,57 +116,23 @@ class TrashProcessor:
         """Trash events JetStream stored as new because of this instance."""
 
     async def on_file_deleted_event(self, event: FileDeletedEvent, delivery: Delivery) -> None:
-        file = event.data
-        log.info(
-            "📥 Received FileDeletedEvent: %s (file: %s, user: %s) [seq: %d]",
-            short_id(event.event_id),
-            file.file_name,
-            short_id(file.user_id),
-            delivery.stream_seq,
-            extra={
-                "step": "received",
-                "event_id": str(event.event_id),
-                "stream_seq": delivery.stream_seq,
-                "delivery": delivery.num_delivered,
-            },
-        )
+        _log_received(event, delivery)
         row, inserted = await queries.store_trashed_file(
             self._pool, new_trash_entry(event, self._retention)
         )
         if inserted:
             self.stored += 1
-            log.info(
-                "💾 Stored in trashed_files table: %s (from %s)",
-                short_id(row.id),
-                short_id(event.event_id),
-                extra={"step": "stored", "trash_id": str(row.id), "event_id": str(event.event_id)},
-            )
+            _log_stored(row, event)
         else:
-            log.info(
-                "♻️  Already in trashed_files: %s (a repeat of %s, delivery %d)",
-                short_id(row.id),
-                short_id(event.event_id),
-                delivery.num_delivered,
-                extra={"step": "found", "trash_id": str(row.id), "event_id": str(event.event_id)},
-            )
+            _log_found(row, delivery)
         self._faults.point("after-insert")
 
-        trash_event = placed_in_trash_event(row)
         if row.trash_event_seq is not None:
-            log.info(
-                "⏭️  FilePlacedInTrashEvent %s was published before [seq: %d]",
-                short_id(trash_event.event_id),
-                row.trash_event_seq,
-                extra={"step": "already-published", "trash_event_id": str(trash_event.event_id)},
-            )
+            _log_already_published(row)
         else:
-            await self._publish_trash_event(row, trash_event)
+            await self._publish_trash_event(row, placed_in_trash_event(row))
         # The loop acks right after this returns; a crash before that brings the deletion back.
-        log.info(
-            "✅ Message processed successfully: %s",
-            short_id(event.event_id),
-            extra={"step": "processed", "event_id": str(event.event_id)},
-        )
+        _log_processed(event)
 
     async def _publish_trash_event(
         self, row: queries.TrashRow, trash_event: FilePlacedInTrashEvent
@@ -151,18 +140,252 @@ class TrashProcessor:
         result = await self._publish.publish(trash_event)
         if not result.duplicate:
             self.published += 1
-        log.info(
-            "📤 Published FilePlacedInTrashEvent: %s [seq: %d] (for %s)%s",
-            short_id(trash_event.event_id),
-            result.seq,
-            short_id(row.original_event_id),
-            " (duplicate: JetStream kept the first)" if result.duplicate else "",
-            extra={
-                "step": "published",
-                "trash_event_id": str(trash_event.event_id),
-                "seq": result.seq,
-                "duplicate": result.duplicate,
-            },
-        )
+        _log_published(row, trash_event, result)
         self._faults.point("after-publish")
         await queries.mark_trash_event_published(self._pool, row.id, result.seq)
+
+    async def handle_batch(self, items: Sequence[tuple[FileDeletedEvent, Delivery]]) -> BatchResult:
+        """Store, announce and record many deletions at once; see the module's docstring."""
+        if len(items) == 1:
+            _log_received(*items[0])
+        else:
+            _log_received_batch(items)
+        failures: dict[int, BaseException] = {}
+        entries: list[tuple[int, queries.NewTrashEntry]] = []
+        for index, (event, _) in enumerate(items):
+            try:
+                entries.append((index, new_trash_entry(event, self._retention)))
+            except (ValueError, OverflowError) as error:  # e.g. an expiry past year 9999
+                failures[index] = error
+        async with self._pool.acquire() as conn:
+            unsent = await self._store_batch(conn, items, entries, failures)
+            self._faults.point("after-insert")
+            recorded = await self._announce_batch(unsent, failures, single=len(items) == 1)
+            self._faults.point("after-publish")
+            await queries.mark_trash_events_published(conn, recorded)
+        succeeded = len(items) - len(failures)
+        if len(items) == 1 and succeeded:
+            _log_processed(items[0][0])
+        elif succeeded:
+            log.info(
+                "✅ %d messages processed successfully",
+                succeeded,
+                extra={"step": "processed", "count": succeeded},
+            )
+        return BatchResult(failures)
+
+    async def _store_batch(
+        self,
+        conn: queries.Connection,
+        items: Sequence[tuple[FileDeletedEvent, Delivery]],
+        entries: Sequence[tuple[int, queries.NewTrashEntry]],
+        failures: dict[int, BaseException],
+    ) -> list[tuple[queries.TrashRow, list[int]]]:
+        """Insert the batch's rows; the rows whose event is still to be published, each with
+        the items it answers (a deletion delivered twice in one batch is published once)."""
+        stored = await queries.store_trashed_files(conn, [entry for _, entry in entries])
+        unsent: dict[UUID, tuple[queries.TrashRow, list[int]]] = {}
+        inserted: list[tuple[queries.TrashRow, FileDeletedEvent]] = []
+        for (index, entry), outcome in zip(entries, stored, strict=True):
+            if outcome is None:
+                failures[index] = queries.TrashEntryGone(entry.original_event_id)
+                continue
+            row, new = outcome
+            if new:
+                inserted.append((row, items[index][0]))
+            else:
+                _log_found(row, items[index][1])
+            if row.trash_event_seq is None:
+                unsent.setdefault(row.id, (row, []))[1].append(index)
+            else:
+                _log_already_published(row)
+        self.stored += len(inserted)
+        if len(items) == 1 and inserted:
+            _log_stored(*inserted[0])
+        elif inserted:
+            _log_stored_batch(len(inserted))
+        return list(unsent.values())
+
+    async def _publish_all(
+        self, trash_events: Sequence[FilePlacedInTrashEvent]
+    ) -> Sequence[PublishResult | BaseException]:
+        """Publish concurrently and wait for every PubAck: in one go through `publish_many`
+        when the publisher has it, else one task per event."""
+        if not isinstance(self._js, PublishMany):
+            return await asyncio.gather(
+                *(self._publish.publish(trash_event) for trash_event in trash_events),
+                return_exceptions=True,
+            )
+        rendered = _Rendered()
+        publisher = PublishFilePlacedInTrash(rendered)
+        for trash_event in trash_events:
+            await publisher.publish(trash_event)
+        return await self._js.publish_many(rendered.messages)
+
+    async def _announce_batch(
+        self,
+        unsent: Sequence[tuple[queries.TrashRow, list[int]]],
+        failures: dict[int, BaseException],
+        *,
+        single: bool,
+    ) -> list[tuple[UUID, int]]:
+        """Publish the trash events concurrently and wait for every PubAck; (trash id,
+        sequence) of those JetStream acknowledged. A failed publish fails its items only."""
+        trash_events = [placed_in_trash_event(row) for row, _ in unsent]
+        results = await self._publish_all(trash_events)
+        recorded: list[tuple[UUID, int]] = []
+        fresh: list[PublishResult] = []
+        for (row, indexes), trash_event, result in zip(unsent, trash_events, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                for index in indexes:
+                    failures[index] = result
+                continue
+            recorded.append((row.id, result.seq))
+            if not result.duplicate:
+                self.published += 1
+            if result.duplicate or single:
+                _log_published(row, trash_event, result)
+            else:
+                fresh.append(result)
+        if fresh:
+            _log_published_batch(fresh)
+        return recorded
+
+
+class _Rendered:
+    """A `Publish` that keeps what a generated publisher would send instead of sending it, so
+    that a batch goes out through `publish_many` byte for byte as rendered one by one."""
+
+    def __init__(self) -> None:
+        self.messages: list[OutgoingMessage] = []
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        self.messages.append(OutgoingMessage(subject, payload, msg_id, headers))
+        return _NOT_SENT
+
+
+_NOT_SENT: Final = PublishResult(stream="", seq=0, duplicate=False)
+
+
+# --- the story in the log -------------------------------------------------------------------
+
+
+def _log_received(event: FileDeletedEvent, delivery: Delivery) -> None:
+    file = event.data
+    log.info(
+        "📥 Received FileDeletedEvent: %s (file: %s, user: %s) [seq: %d]",
+        short_id(event.event_id),
+        file.file_name,
+        short_id(file.user_id),
+        delivery.stream_seq,
+        extra={
+            "step": "received",
+            "count": 1,
+            "event_id": str(event.event_id),
+            "stream_seq": delivery.stream_seq,
+            "delivery": delivery.num_delivered,
+        },
+    )
+
+
+def _log_received_batch(items: Sequence[tuple[FileDeletedEvent, Delivery]]) -> None:
+    sequences = [delivery.stream_seq for _, delivery in items]
+    log.info(
+        "📥 Received %d FileDeletedEvents [seq: %d..%d]",
+        len(items),
+        min(sequences),
+        max(sequences),
+        extra={"step": "received", "count": len(items)},
+    )
+
+
+def _log_stored(row: queries.TrashRow, event: FileDeletedEvent) -> None:
+    log.info(
+        "💾 Stored in trashed_files table: %s (from %s)",
+        short_id(row.id),
+        short_id(event.event_id),
+        extra={
+            "step": "stored",
+            "count": 1,
+            "trash_id": str(row.id),
+            "event_id": str(event.event_id),
+        },
+    )
+
+
+def _log_stored_batch(count: int) -> None:
+    log.info(
+        "💾 Stored %d rows in trashed_files table", count, extra={"step": "stored", "count": count}
+    )
+
+
+def _log_found(row: queries.TrashRow, delivery: Delivery) -> None:
+    log.info(
+        "♻️  Already in trashed_files: %s (a repeat of %s, delivery %d)",
+        short_id(row.id),
+        short_id(row.original_event_id),
+        delivery.num_delivered,
+        extra={
+            "step": "found",
+            "count": 1,
+            "trash_id": str(row.id),
+            "event_id": str(row.original_event_id),
+        },
+    )
+
+
+def _log_already_published(row: queries.TrashRow) -> None:
+    trash_event_id = ids.trash_event_id(row.original_event_id)
+    log.info(
+        "⏭️  FilePlacedInTrashEvent %s was published before [seq: %d]",
+        short_id(trash_event_id),
+        row.trash_event_seq,
+        extra={"step": "already-published", "count": 1, "trash_event_id": str(trash_event_id)},
+    )
+
+
+def _log_published(
+    row: queries.TrashRow, trash_event: FilePlacedInTrashEvent, result: PublishResult
+) -> None:
+    log.info(
+        "📤 Published FilePlacedInTrashEvent: %s [seq: %d] (for %s)%s",
+        short_id(trash_event.event_id),
+        result.seq,
+        short_id(row.original_event_id),
+        " (duplicate: JetStream kept the first)" if result.duplicate else "",
+        extra={
+            "step": "published",
+            "count": 1,
+            "trash_event_id": str(trash_event.event_id),
+            "seq": result.seq,
+            "duplicate": result.duplicate,
+        },
+    )
+
+
+def _log_published_batch(results: Sequence[PublishResult]) -> None:
+    sequences = [result.seq for result in results]
+    log.info(
+        "📤 Published %d FilePlacedInTrashEvents [seq: %d..%d]",
+        len(results),
+        min(sequences),
+        max(sequences),
+        extra={"step": "published", "count": len(results), "duplicate": False},
+    )
+
+
+def _log_processed(event: FileDeletedEvent) -> None:
+    log.info(
+        "✅ Message processed successfully: %s",
+        short_id(event.event_id),
+        extra={"step": "processed", "count": 1, "event_id": str(event.event_id)},
+    )
