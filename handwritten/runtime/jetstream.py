@@ -4,12 +4,20 @@ A publish is done only when JetStream's PubAck says where the message is stored.
 PubAck comes (the server restarts, JetStream is still recovering), we cannot know whether the
 message was stored, so we publish again with the same `Nats-Msg-Id`: the stream's duplicate
 window stores it at most once and answers `duplicate=True` for the repeat.
+
+How long to go on: a broker restart takes a second or two, but a clustered stream whose
+leader died has no leader for as long as the election takes (several seconds), and meanwhile
+its subject has no responders at all, so each attempt fails at once. The retries therefore
+last at least `retry_for` seconds, however fast the attempts fail. "No responders" can also
+mean that no stream captures the subject: that is asked of JetStream once, and answered with
+`NoStreamCaptures` at once instead of retrying.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 
 import nats.errors
@@ -25,11 +33,17 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 
 RETRY_DELAY_FIRST = 0.2
 RETRY_DELAY_MAX = 2.0
+RETRY_FOR = 30.0
+"""Seconds a publish goes on retrying: longer than a JetStream leader election."""
 
 
 class PublishFailed(Exception):
     """No PubAck after every attempt; the message may or may not be stored (retry with the same
     msg id to find out: a stored one is answered as a duplicate)."""
+
+
+class NoStreamCaptures(PublishFailed):
+    """No stream captures the subject: nothing was stored, and retrying will not help."""
 
 
 def _retryable(error: BaseException) -> bool:
@@ -54,16 +68,30 @@ def _retryable(error: BaseException) -> bool:
 class JetStreamPublisher:
     """Publishes and waits for the PubAck; satisfies `contract.Publish`.
 
-    `timeout` bounds each attempt; `attempts` counts them all, with a short growing pause
-    between them (0.2 s, 0.4 s, ... up to 2 s), enough to ride out a broker restart.
+    `timeout` bounds each attempt. A publish without PubAck is retried, with a short growing
+    pause between attempts (0.2 s, 0.4 s, ... up to 2 s), until it has made `attempts` attempts
+    *and* `retry_for` seconds have passed: enough to ride out a broker restart or a leader
+    election.
     """
 
-    def __init__(self, js: JetStreamContext, *, timeout: float = 5.0, attempts: int = 5) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        timeout: float = 5.0,
+        attempts: int = 5,
+        retry_for: float = RETRY_FOR,
+    ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
+        if retry_for < 0:
+            raise ValueError("retry_for must not be negative")
         self._js = js
         self._timeout = timeout
         self._attempts = attempts
+        self._retry_for = retry_for
+        self._captured: set[str] = set()
+        """Subjects JetStream said a stream captures."""
 
     async def publish(
         self,
@@ -77,30 +105,52 @@ class JetStreamPublisher:
             raise ValueError("msg_id must not be empty: it is what makes a retry safe")
         all_headers = {**(headers or {}), MSG_ID_HEADER: msg_id}
         delay = RETRY_DELAY_FIRST
-        for attempt in range(1, self._attempts + 1):
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 ack = await self._js.publish(
                     subject, payload, timeout=self._timeout, headers=dict(all_headers)
                 )
             except Exception as error:
-                if not _retryable(error) or attempt == self._attempts:
-                    if _retryable(error):
-                        raise PublishFailed(
-                            f"no PubAck for {subject} (msg id {msg_id}) after "
-                            f"{self._attempts} attempts: {type(error).__name__} {error}".rstrip()
-                        ) from error
+                if not _retryable(error):
                     raise
+                if isinstance(
+                    error, nats.errors.NoRespondersError | nats.js.errors.NoStreamResponseError
+                ):
+                    await self._require_stream(subject, error)
+                elapsed = time.monotonic() - started
+                if attempt >= self._attempts and elapsed + delay > self._retry_for:
+                    raise PublishFailed(
+                        f"no PubAck for {subject} (msg id {msg_id}) after {attempt} attempts "
+                        f"in {elapsed:.0f}s: {type(error).__name__} {error}".rstrip()
+                    ) from error
                 log.warning(
-                    "publish to %s (msg id %s) got no PubAck (%s); retry %d of %d in %.1fs",
+                    "publish to %s (msg id %s) got no PubAck (%s); retry %d in %.1fs",
                     subject,
                     msg_id,
                     type(error).__name__,
                     attempt,
-                    self._attempts - 1,
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_DELAY_MAX)
                 continue
             return PublishResult(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _require_stream(self, subject: str, error: Exception) -> None:
+        """Nobody answered: raise `NoStreamCaptures` if no stream captures `subject`; return
+        if one does (its leader is being elected) or if JetStream cannot say right now."""
+        if subject in self._captured:
+            return
+        try:
+            await self._js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            raise NoStreamCaptures(
+                f"no stream captures {subject}: nothing was stored; create the spec's streams "
+                "with `filetrash provision`"
+            ) from error
+        except Exception:
+            return
+        self._captured.add(subject)

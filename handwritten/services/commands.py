@@ -127,7 +127,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_publisher(urls, count=args.count, rate=args.rate, seed=args.seed))
     except PublishFailed as error:
-        return _user_error(f"{error} (is the stream provisioned? run `filetrash provision`)")
+        return _user_error(str(error))
     return 0
 
 
@@ -144,7 +144,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     except DatabaseNotMigrated as error:
         return _user_error(str(error))
     except PublishFailed as error:
-        return _user_error(f"{error} (is the stream provisioned? run `filetrash provision`)")
+        return _user_error(str(error))
     return 0
 
 

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 
 from generated.topology import STREAMS
 from handwritten.runtime.connect import connect_nats
-from handwritten.runtime.jetstream import JetStreamPublisher, PublishFailed
+from handwritten.runtime.jetstream import JetStreamPublisher, NoStreamCaptures, PublishFailed
 from tests.support.servers import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -76,12 +76,35 @@ async def test_an_empty_msg_id_is_refused(js: JetStreamContext) -> None:
     assert await stored(js) == 0
 
 
-async def test_a_subject_no_stream_captures_fails_after_the_attempts(js: JetStreamContext) -> None:
-    publisher = JetStreamPublisher(js, timeout=1.0, attempts=2)
+async def test_a_subject_no_stream_captures_fails_at_once_and_names_the_fix(
+    js: JetStreamContext,
+) -> None:
+    publisher = JetStreamPublisher(js, timeout=1.0)
     started = time.monotonic()
-    with pytest.raises(PublishFailed, match=r"nowhere\.at\.all.*2 attempts"):
+    with pytest.raises(NoStreamCaptures, match=r"nowhere\.at\.all.*filetrash provision"):
         await publisher.publish("nowhere.at.all", b"a", msg_id="lost")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 3, "not retried for the whole retry budget"
+
+
+async def test_retries_last_the_time_budget_however_fast_the_attempts_fail(
+    nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    """A clustered stream without a leader has no responders: each attempt fails at once, and
+    the election takes seconds. Here the server is down for 2 s with one attempt allowed."""
+    publisher = JetStreamPublisher(js, timeout=0.5, attempts=1, retry_for=15.0)
+    await asyncio.to_thread(nats_server.stop)
+    task = asyncio.create_task(publisher.publish("files.deleted", b"patient", msg_id="e-7"))
+    await asyncio.sleep(2.0)
+    assert not task.done(), "still retrying after its one attempt"
+    await asyncio.to_thread(nats_server.start)
+    result = await asyncio.wait_for(task, 20)
+    assert result.seq == 1 and await stored(js) == 1  # a buffered attempt may have landed first
+    give_up = JetStreamPublisher(js, timeout=0.2, attempts=2, retry_for=0.0)
+    await asyncio.to_thread(nats_server.stop)
+    with pytest.raises(PublishFailed, match=r"after 2 attempts"):
+        await give_up.publish("files.deleted", b"impatient", msg_id="e-8")
+    await asyncio.to_thread(nats_server.start)
+    await publisher.publish("files.deleted", b"reconnected", msg_id="e-9")
 
 
 async def test_a_publish_during_a_server_restart_is_retried_with_the_same_msg_id(
