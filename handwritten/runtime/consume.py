@@ -7,6 +7,11 @@ Delivery semantics (at least once — handlers must be idempotent):
   counted and logged; JetStream redelivers that message after its ack wait.
 - A handler that raises is retried: the message is nak'ed with a growing delay. On its last
   delivery (`num_delivered >= max_deliver` of the consumer) it is dead-lettered instead.
+- When every handler fails (`pause_after_failures` in a row, none succeeding), a dependency
+  is down, not the messages bad: the loop stops taking new messages — each would only fail
+  too and spend one of its deliveries, so that a long database outage would drain the stream
+  into the dead-letter stream — and tries one message at a time, less and less often (up to
+  `pause_max`), until one succeeds; then it pulls at full speed again.
 - Bytes that are no valid event, or a handler raising `PermanentError`, are dead-lettered at
   once. A dead letter is termed only after the DLQ stream confirmed the copy; if the copy
   fails, the message is nak'ed (or, on its last delivery, held with +WPI and retried) — nothing
@@ -130,6 +135,9 @@ class ConsumeSettings:
       ack wait is backoff[0], not ack_wait), so a slow handler is never redelivered elsewhere
       while it still runs. 0 turns it off.
     - `ack_timeout`, `ack_attempts`: each confirmed ack or term waits this long, this often.
+    - `pause_after_failures`: after this many handler failures in a row, pull one message at
+      a time, waiting from `nak_delay_base` up to `pause_max` seconds between them, until a
+      handler succeeds. 0 turns it off.
     """
 
     batch_size: int = 64
@@ -142,6 +150,8 @@ class ConsumeSettings:
     in_progress_every: float | None = None
     ack_timeout: float = 2.0
     ack_attempts: int = 5
+    pause_after_failures: int = 8
+    pause_max: float = 4.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -156,6 +166,8 @@ class ConsumeSettings:
             raise ValueError("nak delays must not be negative")
         if self.ack_attempts < 1 or self.ack_timeout <= 0:
             raise ValueError("ack_attempts must be at least 1 and ack_timeout positive")
+        if self.pause_after_failures < 0 or self.pause_max < 0:
+            raise ValueError("pause_after_failures and pause_max must not be negative")
 
     @property
     def pull_heartbeat(self) -> float | None:
@@ -185,6 +197,8 @@ class ConsumeStats:
     in_progress_sent: int = 0
     batches: int = 0
     batch_fallbacks: int = 0
+    pauses: int = 0
+    """Waits before a single-message pull while every handler failed."""
 
     @property
     def settled(self) -> int:
@@ -489,6 +503,9 @@ class _Consumer:
         self.in_flight_messages = 0
         self.background: set[asyncio.Task[None]] = set()
         self.confirmations: Confirmations | None = None
+        self.failures_in_a_row = 0
+        """Handler failures since the last success (permanent errors and bad bytes aside)."""
+        self.pause = settings.nak_delay_base
 
     # -- the pull loop ---------------------------------------------------------------------
 
@@ -508,6 +525,14 @@ class _Consumer:
         try:
             while not self.stop.is_set():
                 free = self._room()
+                if self.failing:
+                    if self.in_flight:  # first learn how the messages already taken fare
+                        await asyncio.wait(
+                            {stopped, *self.in_flight}, return_when="FIRST_COMPLETED"
+                        )
+                        continue
+                    await self._pause()
+                    free = 1
                 if free <= 0:
                     await asyncio.wait({stopped, *self.in_flight}, return_when="FIRST_COMPLETED")
                     continue
@@ -536,6 +561,42 @@ class _Consumer:
                     await _sleep_unless(self.stop, min(0.1, self.settings.fetch_timeout / 2))
         finally:
             stopped.cancel()
+
+    @property
+    def failing(self) -> bool:
+        """Whether every recent handler failed: then the loop takes one message at a time."""
+        threshold = self.settings.pause_after_failures
+        return threshold > 0 and self.failures_in_a_row >= threshold
+
+    async def _pause(self) -> None:
+        self.stats.pauses += 1
+        await _sleep_unless(self.stop, self.pause)
+        self.pause = min(max(self.pause * 2, 0.05), self.settings.pause_max)
+
+    def _outcome(self, *, succeeded: int, failed: int, error: BaseException | None) -> None:
+        """Count handler outcomes: a success ends a run of failures, failures lengthen it."""
+        if succeeded:
+            if self.failing:
+                log.info(
+                    "▶️ %s: a handler succeeded again; pulling at full speed",
+                    self.endpoint.durable,
+                    extra={"step": "resumed", "durable": self.endpoint.durable},
+                )
+            self.failures_in_a_row = 0
+            self.pause = self.settings.nak_delay_base
+            return
+        was_failing = self.failing
+        self.failures_in_a_row += failed
+        if self.failing and not was_failing:
+            log.warning(
+                "⏸️ %s: %d handler failures in a row (last: %s); taking one message at a "
+                "time, at most every %gs, until one succeeds",
+                self.endpoint.durable,
+                self.failures_in_a_row,
+                one_line(f"{type(error).__name__}: {error}", 200),
+                self.settings.pause_max,
+                extra={"step": "paused", "durable": self.endpoint.durable},
+            )
 
     async def _fetch(self, sub: Pull, batch: int) -> list[Msg]:
         """One pull, bounded by a watchdog: a fetch that outlives its own expiry by far is
@@ -640,8 +701,10 @@ class _Consumer:
             return
         except Exception as error:
             self.stats.handler_errors += 1
+            self._outcome(succeeded=0, failed=1, error=error)
             await self._failed(msg, error)
             return
+        self._outcome(succeeded=1, failed=0, error=None)
         self.stats.handled += 1
         await self._ack((msg,))
 
@@ -712,6 +775,7 @@ class _Consumer:
         failures = result.failures if result is not None else {}
         succeeded: list[Msg] = []
         settle: list[Awaitable[None]] = []
+        transient: list[BaseException] = []
         for index, msg in enumerate(msgs):
             failure = failures.get(index)
             if failure is None:
@@ -722,7 +786,11 @@ class _Consumer:
                 detail = f"{type(failure).__name__}: {failure}"
                 settle.append(self._give_up(msg, "permanent-error", detail))
             else:
+                transient.append(failure)
                 settle.append(self._failed(msg, failure))
+        if succeeded or transient:
+            last = transient[-1] if transient else None
+            self._outcome(succeeded=len(succeeded), failed=len(transient), error=last)
         self.stats.handled += len(succeeded)
         await asyncio.gather(self._ack(succeeded), *settle)
 

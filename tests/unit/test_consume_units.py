@@ -4,6 +4,7 @@ headers, ack-wait arithmetic, logging formats and the shutdown signal."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -420,3 +421,60 @@ async def test_a_pull_failing_because_the_consumer_is_gone_raises_consumer_missi
     loop = loop_under_test(FakeJetStream(info_error=gone), asyncio.Event())
     with pytest.raises(ConsumerMissing, match="filetrash provision"):
         await asyncio.wait_for(loop.run(sub), 5)
+
+
+class RecordingSubscription(FakeSubscription):
+    """A FakeSubscription that remembers how many messages each pull asked for, and when."""
+
+    def __init__(self, *steps: Any) -> None:
+        super().__init__(*steps)
+        self.pulls: list[tuple[int, float]] = []
+
+    async def fetch(self, batch: int = 1, timeout: float | None = 5, heartbeat: Any = None) -> Any:
+        self.pulls.append((batch, asyncio.get_running_loop().time()))
+        await asyncio.sleep(0.001)
+        return await super().fetch(batch, timeout, heartbeat)
+
+
+async def test_while_every_handler_fails_one_message_is_pulled_at_a_time_less_and_less_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database outage: every message fetched would fail and spend one of its deliveries."""
+    caplog.set_level(logging.INFO, logger="handwritten.runtime.consume")
+    stop = asyncio.Event()
+    sub = RecordingSubscription()
+    loop = loop_under_test(
+        FakeJetStream(),
+        stop,
+        batch_size=16,
+        nak_delay_base=0.02,
+        pause_max=0.08,
+        pause_after_failures=3,
+    )
+    loop._outcome(succeeded=0, failed=2, error=RuntimeError("database down"))
+    assert not loop.failing
+    loop._outcome(succeeded=0, failed=1, error=RuntimeError("database down"))
+    assert loop.failing
+    assert "3 handler failures in a row (last: RuntimeError: database down)" in caplog.text
+    task = asyncio.create_task(loop.run(sub))
+    while len(sub.pulls) < 5:
+        await asyncio.sleep(0.01)
+    loop._outcome(succeeded=1, failed=0, error=None)  # the database is back
+    pulls_before = len(sub.pulls)
+    while len(sub.pulls) < pulls_before + 2:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    probes = sub.pulls[:5]
+    assert [batch for batch, _ in probes] == [1] * 5
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(probes)]
+    assert gaps[0] >= 0.035 and gaps[-1] >= 0.07, f"growing pauses up to pause_max: {gaps}"
+    assert sub.pulls[-1][0] == 16, "full pulls again once a handler succeeded"
+    assert loop.stats.pauses >= 5
+    assert "succeeded again; pulling at full speed" in caplog.text
+
+
+def test_the_pause_can_be_turned_off() -> None:
+    loop = loop_under_test(FakeJetStream(), asyncio.Event(), pause_after_failures=0)
+    loop._outcome(succeeded=0, failed=1000, error=RuntimeError("down"))
+    assert not loop.failing
