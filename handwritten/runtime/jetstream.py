@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
-from handwritten.runtime.contract import PublishResult
+from handwritten.runtime.contract import OutgoingMessage, PublishResult
 from handwritten.runtime.errors import JETSTREAM_UNAVAILABLE, is_jetstream_error
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def _retryable(error: BaseException) -> bool:
 
 
 class JetStreamPublisher:
-    """Publishes and waits for the PubAck; satisfies `contract.Publish`.
+    """Publishes and waits for the PubAck; satisfies `contract.Publish` and `PublishMany`.
 
     `timeout` bounds each attempt. A publish without PubAck is retried, with a short growing
     pause between attempts (0.2 s, 0.4 s, ... up to 2 s), until it has made `attempts` attempts
@@ -138,6 +139,98 @@ class JetStreamPublisher:
                 delay = min(delay * 2, RETRY_DELAY_MAX)
                 continue
             return PublishResult(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def publish_many(
+        self, messages: Sequence[OutgoingMessage]
+    ) -> list[PublishResult | Exception]:
+        """Send every message at once and wait for their PubAcks together (one reply
+        subscription, no request or timer per message). Those without a PubAck are sent again,
+        with the same Nats-Msg-Id, for as many attempts and as long as `publish` retries;
+        item i is message i's result, or `PublishFailed` (`NoStreamCaptures`) at the end, or
+        the stream's refusal."""
+        results: list[PublishResult | Exception | None] = [None] * len(messages)
+        todo = list(range(len(messages)))
+        delay = RETRY_DELAY_FIRST
+        started = time.monotonic()
+        attempt = 0
+        while todo:
+            attempt += 1
+            failed = await self._publish_round(messages, todo, results)
+            elapsed = time.monotonic() - started
+            giving_up = attempt >= self._attempts and elapsed + delay > self._retry_for
+            retry = []
+            for index, error in failed:
+                message = messages[index]
+                if not _retryable(error):
+                    results[index] = error
+                    continue
+                if isinstance(
+                    error, nats.errors.NoRespondersError | nats.js.errors.NoStreamResponseError
+                ):
+                    try:
+                        await self._require_stream(message.subject, error)
+                    except NoStreamCaptures as missing:
+                        results[index] = missing
+                        continue
+                if giving_up:
+                    results[index] = PublishFailed(
+                        f"no PubAck for {message.subject} (msg id {message.msg_id}) after "
+                        f"{attempt} attempts in {elapsed:.0f}s: {type(error).__name__} {error}"
+                    )
+                    continue
+                retry.append(index)
+            if retry:
+                log.warning(
+                    "%d publishes got no PubAck (%s); retry %d in %.1fs",
+                    len(retry),
+                    type(failed[0][1]).__name__,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+            todo = retry
+        return [r if r is not None else PublishFailed("not attempted") for r in results]
+
+    async def _publish_round(
+        self,
+        messages: Sequence[OutgoingMessage],
+        todo: Sequence[int],
+        results: list[PublishResult | Exception | None],
+    ) -> list[tuple[int, Exception]]:
+        """One attempt at the messages `todo`; fills `results` for the acknowledged ones and
+        returns the others with their error."""
+        sent: list[tuple[int, asyncio.Future[PubAck]]] = []
+        failed: list[tuple[int, Exception]] = []
+        for position, index in enumerate(todo):
+            message = messages[index]
+            headers = {**(message.headers or {}), MSG_ID_HEADER: message.msg_id}
+            try:
+                future = await self._js.publish_async(
+                    message.subject, message.payload, headers=headers
+                )
+            except Exception as error:  # not even sent (reconnecting, buffer full)
+                failed.extend((i, error) for i in todo[position:])
+                break
+            sent.append((index, future))
+        if sent:
+            await asyncio.wait([future for _, future in sent], timeout=self._timeout)
+        for index, future in sent:
+            if not future.done():
+                future.cancel()
+                failed.append((index, nats.errors.TimeoutError()))
+            elif future.cancelled():
+                failed.append((index, nats.errors.TimeoutError()))
+            elif (problem := future.exception()) is not None:
+                failed.append(
+                    (index, problem if isinstance(problem, Exception) else Exception(problem))
+                )
+            else:
+                ack = future.result()
+                results[index] = PublishResult(
+                    stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate)
+                )
+        return failed
 
     async def _require_stream(self, subject: str, error: Exception) -> None:
         """Nobody answered: raise `NoStreamCaptures` if no stream captures `subject`; return

@@ -365,3 +365,24 @@ def test_nonsense_batch_settings_are_refused() -> None:
         ConsumeSettings(concurrency=0)
     with pytest.raises(ValueError):
         ConsumeSettings(linger=-1)
+
+
+async def test_publish_many_answers_each_message_on_its_own(servers: Servers) -> None:
+    """One call, several outcomes: stored, dropped as a duplicate (same Nats-Msg-Id), and
+    refused at once because no stream captures the subject (no retrying for 30 s)."""
+    publisher = JetStreamPublisher(servers.js, timeout=1.0)
+    messages = [
+        OutgoingMessage("files.trashed", b'{"n": 1}', "m-1"),
+        OutgoingMessage("files.trashed", b'{"n": 2}', "m-2"),
+        OutgoingMessage("nowhere.at.all", b"{}", "m-3"),
+    ]
+    started = time.monotonic()
+    first = await publisher.publish_many(messages)
+    assert time.monotonic() - started < 10
+    assert [type(r).__name__ for r in first] == [
+        "PublishResult",
+        "PublishResult",
+        "NoStreamCaptures",
+    ]
+    again = await publisher.publish_many(messages[:2])
+    assert [(r.seq, r.duplicate) for r in again] == [(r.seq, True) for r in first[:2]]  # type: ignore[union-attr]
