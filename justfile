@@ -40,6 +40,10 @@ lint:
     {{python}} -m ruff format --check .
     {{python}} -m mypy
 
+# Benchmark on this machine: ceiling, naive loop, filetrash, latency, generation (see docs/bench.md).
+bench *ARGS:
+    {{python}} -m tests.bench {{ARGS}}
+
 # Validate the spec with the official AsyncAPI parser (installs it into a temporary directory).
 validate-spec:
     bash .ci/validate-asyncapi asyncapi/asyncapi.yaml

@@ -1,0 +1,550 @@
+"""The benchmark: real nats-server and PostgreSQL, each scenario run back to back on them.
+
+Throughput: N deletions are published before anything consumes them, the trash-processor
+durable is paused, the workers start and begin pulling, and the clock runs from the first
+delivery (the consumer's `delivered` moves) to the moment the durable has nothing pending
+and nothing unacknowledged. A worker acks a deletion only after its row is committed and
+its trash event acknowledged by JetStream, so that is also the last row and the last trash
+event. Every worker is a process of its own and measured by the same outside clock, a
+consumer-info poll every few milliseconds, so the ratios compare like with like.
+
+Latency: one trash-processor, deletions published at a steady rate; for each, the time from
+its publish to its row's `stored_at` (PostgreSQL's clock_timestamp() at the insert) and to
+the arrival of its trash event at a plain NATS subscriber in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from generated.topology import CONSUMERS, STREAMS
+from handwritten.db.migrate import migrate
+from handwritten.runtime.provision import provision
+from handwritten.services.publisher import DeletionSimulator
+from tests.bench.machine import cpu_seconds, peak_rss_mib, process_tree_cpu
+from tests.support.servers import NatsServer, PostgresServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STREAM = "FILE_EVENTS"
+DURABLE = "trash-processor"
+DELETED_SUBJECT = "files.deleted"
+TRASHED_SUBJECT = "files.trashed"
+PAUSED_UNTIL = "2099-01-01T00:00:00Z"
+
+POLL_INTERVAL = 0.005
+"""Seconds between two consumer-info polls while a throughput run is timed."""
+
+SETTLE = 1.0
+"""Seconds the workers pull against the paused durable before the clock starts."""
+
+READY = re.compile(r"\bready\b")
+
+
+class BenchFailed(Exception):
+    """A scenario did not finish, or finished with a wrong result (lost or duplicated work)."""
+
+
+class DurablePostgres(PostgresServer):
+    """PostgreSQL with its production defaults: fsync and synchronous commit stay on, so a
+    committed row is a row on disk, for the batched and the one-at-a-time loop alike."""
+
+    TEST_SETTINGS: dict[str, str] = {}  # noqa: RUF012 (overrides a class attribute)
+
+
+# --- what a run measured ----------------------------------------------------------------------
+
+
+@dataclass
+class ThroughputResult:
+    scenario: str
+    description: str
+    events: int
+    seconds: float
+    processes: int
+    cpu_workers: float
+    cpu_nats: float
+    cpu_postgres: float
+    peak_rss_mib: list[float]
+    rows: int | None
+    trash_events: int | None
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "events_per_second": round(self.events_per_second)}
+
+
+@dataclass
+class LatencyResult:
+    rate: float
+    seconds: float
+    events: int
+    achieved_rate: float
+    to_row_ms: dict[str, float]
+    to_trash_event_ms: dict[str, float]
+    peak_rss_mib: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    """p50, p95, p99 and max, in the samples' unit, rounded for a table."""
+    if not samples:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        index = min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))
+        return round(ordered[index], 2)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1], 2)}
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+class Worker:
+    """One consumer process of a scenario, its output in a file."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.command = list(command)
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    @property
+    def ready(self) -> bool:
+        return bool(READY.search(self.output()))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.alive():
+            self.process.kill()
+        status = self.process.wait()
+        self._log.close()
+        return status
+
+
+async def wait_ready(workers: Sequence[Worker], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(w.ready for w in workers):
+        for w in workers:
+            if not w.alive():
+                raise BenchFailed(f"{' '.join(w.command)} exited early:\n{w.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise BenchFailed(f"workers not ready within {timeout:g}s")
+        await asyncio.sleep(0.05)
+
+
+# --- the bench ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """A throughput scenario: the worker processes to start, and whether they write rows."""
+
+    name: str
+    description: str
+    commands: list[list[str]]
+    writes_rows: bool
+
+
+def scenarios(nats_url: str, database_url: str) -> list[Scenario]:
+    python = sys.executable
+    service = [python, "-m", "handwritten.cli", "run", "trash-processor"]
+    return [
+        Scenario(
+            "ceiling",
+            "raw nats-py pull consumer: fetch 256 at a time, ack; no decoding, no database",
+            [[python, "-m", "tests.bench.workers", "ceiling", nats_url]],
+            writes_rows=False,
+        ),
+        Scenario(
+            "naive",
+            "the article's loop (nats-py + asyncpg): per message insert, await publish, ack",
+            [[python, "-m", "tests.bench.workers", "naive", nats_url, database_url]],
+            writes_rows=True,
+        ),
+        Scenario(
+            "filetrash",
+            "`filetrash run trash-processor` as shipped (one process)",
+            [service],
+            writes_rows=True,
+        ),
+        Scenario(
+            "filetrash ×2",
+            "two competing `filetrash run trash-processor` processes",
+            [service, service],
+            writes_rows=True,
+        ),
+    ]
+
+
+class Profiler:
+    """py-spy attached to a worker for the timed part of a run (py-spy must be installed:
+    `pip install py-spy`); collapsed stacks, one file per scenario and worker."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(self.binary).exists():
+            raise BenchFailed("--profile needs py-spy: pip install py-spy")
+        self._running: list[subprocess.Popen[bytes]] = []
+
+    def attach(self, name: str, pids: Sequence[int]) -> None:
+        stem = re.sub(r"\W+", "-", name)
+        for i, pid in enumerate(pids):
+            out = self.out_dir / f"{stem}-{i}.txt"
+            command = [self.binary, "record", "--pid", str(pid), "--format", "raw"]
+            self._running.append(
+                subprocess.Popen(
+                    [*command, "--rate", "250", "--nonblocking", "--output", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(0.5)  # py-spy needs a moment to attach
+
+    def detach(self) -> None:
+        for process in self._running:
+            process.send_signal(signal.SIGINT)
+        for process in self._running:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self._running.clear()
+
+
+class Bench:
+    """The servers, connections and the pre-built deletions shared by every scenario."""
+
+    def __init__(
+        self, nats_url: str, database_url: str, nc: Client, pool: asyncpg.Pool, work_dir: Path
+    ) -> None:
+        self.nats_url = nats_url
+        self.database_url = database_url
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.pool = pool
+        self.work_dir = work_dir
+        self.nats_pid: int | None = None
+        self.postgres_pid: int | None = None
+        self.profiler: Profiler | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FILETRASH_")}
+        env.update(NATS_URL=self.nats_url, DATABASE_URL=self.database_url)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        return env
+
+    async def reset(self) -> None:
+        """Empty streams (with fresh duplicate windows), the trash-processor durable only,
+        an empty trashed_files, and a checkpoint so none falls into the next timed run."""
+        for name in STREAMS:
+            with contextlib.suppress(Exception):
+                await self.js.delete_stream(name)
+        await provision(self.js, STREAMS, {DURABLE: CONSUMERS[DURABLE]}, apply=True)
+        await self.pool.execute("TRUNCATE trashed_files")
+        await self.pool.execute("CHECKPOINT")
+
+    async def publish(self, payloads: Sequence[tuple[str, bytes]]) -> None:
+        """Publish deletions as fast as JetStream takes them, waiting for every PubAck."""
+        window = 2000
+        for start in range(0, len(payloads), window):
+            futures = [
+                await self.js.publish_async(
+                    DELETED_SUBJECT, payload, headers={"Nats-Msg-Id": event_id}
+                )
+                for event_id, payload in payloads[start : start + window]
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), 60)
+
+    async def _progress(self) -> tuple[int, int, int, int]:
+        info = await self.js.consumer_info(STREAM, DURABLE)
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        acked = info.ack_floor.stream_seq if info.ack_floor else 0
+        return delivered, acked, info.num_pending or 0, info.num_ack_pending or 0
+
+    async def counts(self) -> tuple[int, int]:
+        rows = await self.pool.fetchval("SELECT count(*) FROM trashed_files")
+        info = await self.js.stream_info(STREAM, subjects_filter=TRASHED_SUBJECT)
+        trash_events = (info.state.subjects or {}).get(TRASHED_SUBJECT, 0)
+        return int(rows), int(trash_events)
+
+    def _server_cpu(self) -> tuple[float, float]:
+        nats_cpu = cpu_seconds(self.nats_pid) if self.nats_pid else 0.0
+        pg_cpu = process_tree_cpu(self.postgres_pid) if self.postgres_pid else 0.0
+        return nats_cpu, pg_cpu
+
+    async def throughput(
+        self,
+        scenario: Scenario,
+        payloads: Sequence[tuple[str, bytes]],
+        *,
+        say: Callable[[str], None],
+    ) -> ThroughputResult:
+        n = len(payloads)
+        await self.reset()
+        await self.publish(payloads)
+        stream_last = (await self.js.stream_info(STREAM)).state.last_seq
+        await self.js.pause_consumer(STREAM, DURABLE, PAUSED_UNTIL)
+        logs = self.work_dir / re.sub(r"\W+", "-", scenario.name)
+        logs.mkdir(parents=True, exist_ok=True)
+        workers = [
+            Worker(command, self.env(), logs / f"worker-{i}.log")
+            for i, command in enumerate(scenario.commands)
+        ]
+        try:
+            await wait_ready(workers)
+            if self.profiler is not None:
+                self.profiler.attach(scenario.name, [w.pid for w in workers])
+            await asyncio.sleep(SETTLE)
+            worker_cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+            nats_before, pg_before = self._server_cpu()
+            await self.js.resume_consumer(STREAM, DURABLE)
+            started, finished = await self._time_until_drained(workers, stream_last, n)
+            worker_cpu = sum(cpu_seconds(w.pid) for w in workers) - worker_cpu_before
+            nats_after, pg_after = self._server_cpu()
+            rss = [peak_rss_mib(w.pid) or 0.0 for w in workers]
+        finally:
+            if self.profiler is not None:
+                self.profiler.detach()
+            statuses = [await w.stop() for w in workers]
+        bad = [(w, s) for w, s in zip(workers, statuses, strict=True) if s != 0]
+        if bad:
+            w, s = bad[0]
+            raise BenchFailed(f"{scenario.name}: a worker exited with {s}:\n{w.output()[-3000:]}")
+        rows, trash_events = await self.counts()
+        if scenario.writes_rows and (rows, trash_events) != (n, n):
+            raise BenchFailed(
+                f"{scenario.name}: {rows} rows and {trash_events} trash events for {n} deletions"
+            )
+        seconds = finished - started
+        say(f"{scenario.name}: {n} events in {seconds:.2f}s = {n / seconds:,.0f}/s")
+        return ThroughputResult(
+            scenario=scenario.name,
+            description=scenario.description,
+            events=n,
+            seconds=round(seconds, 4),
+            processes=len(workers),
+            cpu_workers=round(worker_cpu, 2),
+            cpu_nats=round(nats_after - nats_before, 2),
+            cpu_postgres=round(pg_after - pg_before, 2),
+            peak_rss_mib=rss,
+            rows=rows if scenario.writes_rows else None,
+            trash_events=trash_events if scenario.writes_rows else None,
+        )
+
+    async def _time_until_drained(
+        self, workers: Sequence[Worker], last_seq: int, n: int
+    ) -> tuple[float, float]:
+        """(first delivery, nothing pending and nothing unacked), both by the same poll."""
+        started: float | None = None
+        deadline = time.monotonic() + max(120.0, n / 100)
+        while True:
+            delivered, acked, pending, ack_pending = await self._progress()
+            now = time.perf_counter()
+            if started is None and delivered > 0:
+                started = now
+            if started is not None and acked >= last_seq and pending == 0 and ack_pending == 0:
+                return started, now
+            if time.monotonic() > deadline:
+                raise BenchFailed(
+                    f"not drained in time: delivered {delivered}, acked {acked}, "
+                    f"pending {pending}, unacked {ack_pending}"
+                )
+            for w in workers:
+                if not w.alive():
+                    raise BenchFailed(f"a worker died:\n{w.output()[-3000:]}")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def latency(
+        self, *, rate: float, seconds: float, seed: int, say: Callable[[str], None]
+    ) -> LatencyResult:
+        await self.reset()
+        total = max(1, round(rate * seconds))
+        events = deletions(total, seed)
+        logs = self.work_dir / "latency"
+        logs.mkdir(parents=True, exist_ok=True)
+        service = [sys.executable, "-m", "handwritten.cli", "run", "trash-processor"]
+        worker = Worker(service, self.env(), logs / "worker.log")
+        announced: dict[str, float] = {}
+
+        async def on_trashed(msg: Msg) -> None:
+            arrived = time.time()
+            marker = b'"originalEventId":"'
+            start = msg.data.find(marker)
+            if start >= 0:
+                start += len(marker)
+                announced[msg.data[start : start + 36].decode()] = arrived
+
+        sub = await self.nc.subscribe(TRASHED_SUBJECT, cb=on_trashed)
+        sent: dict[str, float] = {}
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            await wait_ready([worker])
+            await asyncio.sleep(SETTLE)
+            began = time.perf_counter()
+            for i, (event_id, payload) in enumerate(events):
+                due = began + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[event_id] = time.time()
+                futures.append(
+                    await self.js.publish_async(
+                        DELETED_SUBJECT, payload, headers={"Nats-Msg-Id": event_id}
+                    )
+                )
+            elapsed = time.perf_counter() - began
+            await asyncio.wait_for(asyncio.gather(*futures), 60)
+            deadline = time.monotonic() + 60
+            while len(announced) < total or (await self.counts())[0] < total:
+                if time.monotonic() > deadline or not worker.alive():
+                    raise BenchFailed(
+                        f"latency: {len(announced)} of {total} trash events arrived\n"
+                        f"{worker.output()[-3000:]}"
+                    )
+                await asyncio.sleep(0.1)
+            rss = peak_rss_mib(worker.pid)
+        finally:
+            await sub.unsubscribe()
+            status = await worker.stop()
+        if status != 0:
+            raise BenchFailed(f"latency: the trash-processor exited with {status}")
+        records = await self.pool.fetch(
+            "SELECT original_event_id, extract(epoch FROM stored_at)::float8 AS at "
+            "FROM trashed_files"
+        )
+        to_row = [
+            (r["at"] - sent[str(r["original_event_id"])]) * 1000
+            for r in records
+            if str(r["original_event_id"]) in sent
+        ]
+        to_event = [(announced[i] - sent[i]) * 1000 for i in sent if i in announced]
+        result = LatencyResult(
+            rate=rate,
+            seconds=seconds,
+            events=total,
+            achieved_rate=round(total / elapsed, 1) if elapsed > 0 else 0.0,
+            to_row_ms=percentiles(to_row),
+            to_trash_event_ms=percentiles(to_event),
+            peak_rss_mib=rss,
+        )
+        say(
+            f"latency at {rate:g}/s: publish → row p50 {result.to_row_ms['p50']} ms, "
+            f"p99 {result.to_row_ms['p99']} ms"
+        )
+        return result
+
+
+def deletions(count: int, seed: int) -> list[tuple[str, bytes]]:
+    """(event id, payload) of `count` simulated deletions, serialised as the generated
+    publisher does."""
+    simulator = DeletionSimulator(random.Random(seed))
+    out = []
+    for _ in range(count):
+        event = simulator.next_event()
+        out.append(
+            (str(event.event_id), event.model_dump_json(by_alias=True, exclude_none=True).encode())
+        )
+    return out
+
+
+@asynccontextmanager
+async def bench_servers(work_dir: Path) -> AsyncIterator[Bench]:
+    """A nats-server and a PostgreSQL of the bench's own, migrated, connected."""
+    nats_server = NatsServer(work_dir / "nats")
+    postgres = DurablePostgres()
+    try:
+        await asyncio.to_thread(nats_server.start)
+        await asyncio.to_thread(postgres.start)
+        admin = await asyncpg.connect(postgres.url)
+        try:
+            await admin.execute('CREATE DATABASE "bench"')
+        finally:
+            await admin.close()
+        database_url = postgres.url_for("bench")
+        nc = await nats.connect(nats_server.url, name="bench harness")
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+        try:
+            await migrate(pool)
+            bench = Bench(nats_server.url, database_url, nc, pool, work_dir)
+            bench.nats_pid = nats_server.pid
+            bench.postgres_pid = postgres.pid
+            yield bench
+        finally:
+            await pool.close()
+            await nc.close()
+    finally:
+        nats_server.close()
+        postgres.close()
+
+
+@dataclass
+class Options:
+    n: int = 20_000
+    latency_rate: float = 1000.0
+    latency_seconds: float = 20.0
+    seed: int = 7
+    rounds: int = 1
+    generation_sizes: tuple[int, ...] = (50, 100, 200)
+    generation_repeats: int = 3
+    only: frozenset[str] = field(default_factory=frozenset)
+    scenarios: frozenset[str] = field(default_factory=frozenset)
+    profile_dir: Path | None = None
+
+
+def temporary_work_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="filetrash-bench-"))
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
