@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 urls,
                 retention=retention,
                 faults=faults,
-                settings=ConsumeSettings(batch_size=args.batch_size),
+                settings=ConsumeSettings(batch_size=args.batch_size, concurrency=args.concurrency),
             )
         )
     except (ConsumerMissing, ConsumerNotPullBased, DatabaseNotMigrated) as error:
@@ -186,7 +186,14 @@ def add_commands(commands: Any) -> None:
         "--batch-size",
         type=_positive_int,
         default=64,
-        help="most messages in flight at once (default: 64)",
+        help="most messages per pull and per batch (a service without batches: in flight at "
+        "once) (default: 64)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="batches handled at once, for a service that takes batches (default: 4)",
     )
     _log_format(run)
     run.set_defaults(run=cmd_run)
