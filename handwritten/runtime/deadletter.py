@@ -9,6 +9,12 @@ while two consumers that both give up on one message (fan-out) each keep their o
 Order matters: publish the dead letter first, term the original only after the PubAck. If
 the publish fails, the original must stay in its stream (nak it) — never term what is not
 safely copied.
+
+A message close to the server's max_payload does not fit with these headers: its copy keeps
+as much of the body as fits and says so in `Filetrash-Dlq-Truncated` (the original's size);
+the whole original stays in its stream at the sequence the headers name. Without that, such a
+message could never be dead-lettered, and sending it whole would make the server close the
+consumer's connection, again at every redelivery.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from handwritten.runtime.contract import ConsumerEndpoint, Publish, PublishResult
-from handwritten.runtime.jetstream import JetStreamPublisher
+from handwritten.runtime.jetstream import (
+    MSG_ID_HEADER,
+    JetStreamPublisher,
+    PayloadTooLarge,
+    headers_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +53,7 @@ SUBJECT_HEADER = "Filetrash-Dlq-Subject"
 SEQUENCE_HEADER = "Filetrash-Dlq-Sequence"
 CONSUMER_HEADER = "Filetrash-Dlq-Consumer"
 DELIVERIES_HEADER = "Filetrash-Dlq-Deliveries"
+TRUNCATED_HEADER = "Filetrash-Dlq-Truncated"
 
 DETAIL_MAX_CHARS = 500
 """Headers are not a log: keep the detail to what fits on a line."""
@@ -102,9 +114,19 @@ async def dead_letter(
     headers = dead_letter_headers(msg, consumer=endpoint.durable, reason=reason, detail=detail)
     msg_id = dead_letter_msg_id(meta.stream, meta.sequence.stream, endpoint.durable)
     try:
-        result = await publisher.publish(
-            endpoint.dead_letter_subject, msg.data, msg_id=msg_id, headers=headers
-        )
+        try:
+            result = await publisher.publish(
+                endpoint.dead_letter_subject, msg.data, msg_id=msg_id, headers=headers
+            )
+        except PayloadTooLarge as too_large:
+            headers[TRUNCATED_HEADER] = str(len(msg.data))
+            room = too_large.limit - headers_size({**headers, MSG_ID_HEADER: msg_id})
+            result = await publisher.publish(
+                endpoint.dead_letter_subject,
+                msg.data[: max(room, 0)],
+                msg_id=msg_id,
+                headers=headers,
+            )
     except Exception as error:
         raise DeadLetterFailed(
             f"could not store the dead letter of {meta.stream} #{meta.sequence.stream} on "

@@ -11,6 +11,10 @@ its subject has no responders at all, so each attempt fails at once. The retries
 last at least `retry_for` seconds, however fast the attempts fail. "No responders" can also
 mean that no stream captures the subject: that is asked of JetStream once, and answered with
 `NoStreamCaptures` at once instead of retrying.
+
+Size: the server closes the connection of a client that sends more than its `max_payload`
+(payload and headers together), and nats-py checks the payload alone. So the size is checked
+here, before sending: `PayloadTooLarge` says by how much, and the connection stays up.
 """
 
 from __future__ import annotations
@@ -45,6 +49,27 @@ class PublishFailed(Exception):
 
 class NoStreamCaptures(PublishFailed):
     """No stream captures the subject: nothing was stored, and retrying will not help."""
+
+
+class PayloadTooLarge(Exception):
+    """Payload and headers together exceed the server's max_payload: nothing was sent."""
+
+    def __init__(self, subject: str, payload: int, headers: int, limit: int) -> None:
+        super().__init__(
+            f"a message of {payload + headers} bytes ({payload} payload, {headers} headers) to "
+            f"{subject} is larger than the server's max_payload of {limit} bytes; nothing was "
+            "sent"
+        )
+        self.payload = payload
+        self.headers = headers
+        self.limit = limit
+
+
+def headers_size(headers: Mapping[str, str]) -> int:
+    """Bytes the headers take on the wire (`NATS/1.0`, one `Key: value` line each, a blank
+    line), as nats-py writes them."""
+    lines = sum(len(k.strip().encode()) + len(v.strip().encode()) + 4 for k, v in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + 2
 
 
 def _retryable(error: BaseException) -> bool:
@@ -105,6 +130,9 @@ class JetStreamPublisher:
         if not msg_id:
             raise ValueError("msg_id must not be empty: it is what makes a retry safe")
         all_headers = {**(headers or {}), MSG_ID_HEADER: msg_id}
+        limit = self._max_payload()
+        if limit and len(payload) + headers_size(all_headers) > limit:
+            raise PayloadTooLarge(subject, len(payload), headers_size(all_headers), limit)
         delay = RETRY_DELAY_FIRST
         started = time.monotonic()
         attempt = 0
@@ -231,6 +259,11 @@ class JetStreamPublisher:
                     stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate)
                 )
         return failed
+
+    def _max_payload(self) -> int:
+        """The connected server's max_payload (0 when not known yet)."""
+        client = getattr(self._js, "_nc", None)  # nats-py keeps the connection private
+        return int(getattr(client, "max_payload", 0) or 0)
 
     async def _require_stream(self, subject: str, error: Exception) -> None:
         """Nobody answered: raise `NoStreamCaptures` if no stream captures `subject`; return
