@@ -36,7 +36,9 @@ Delivery semantics (at least once — handlers must be idempotent):
   drained, and drops what it held when the server refuses a request.)
 - While a handler runs, +WPI keeps its messages: with a consumer `backoff` JetStream waits
   only backoff[0] for the first ack, not `ack_wait`, so a slow handler would otherwise see its
-  message redelivered to another instance while it still works on it.
+  message redelivered to another instance while it still works on it. The same goes for
+  messages the open pull brings while every slot is busy: they wait in the loop's hands,
+  and get +WPI too until a slot frees.
 - Each pull also has a watchdog (twice its expiry plus a grace): the loop never waits on one
   fetch forever, whatever happens after a reconnect.
 - On stop: no new pulls; the last pull request is let run out and what it still brings is
@@ -280,6 +282,10 @@ class Pull(Protocol):
         self, batch: int, timeout: float, heartbeat: float | None = None
     ) -> list[Msg]: ...
 
+    def waiting(self) -> list[Msg]:
+        """Messages that arrived but were not handed over yet."""
+        ...
+
 
 class StreamingPull:
     """Pull requests to one durable, answered on an inbox of our own; messages are handed over
@@ -341,6 +347,9 @@ class StreamingPull:
             error, self._error = self._error, None
             raise error
         raise nats.errors.TimeoutError  # the request ran out with nothing for us
+
+    def waiting(self) -> list[Msg]:
+        return list(self._queue)
 
     async def finish(self) -> list[Msg]:
         """What the last request still brings before it runs out (the loop stopped pulling):
@@ -527,14 +536,12 @@ class _Consumer:
                 free = self._room()
                 if self.failing:
                     if self.in_flight:  # first learn how the messages already taken fare
-                        await asyncio.wait(
-                            {stopped, *self.in_flight}, return_when="FIRST_COMPLETED"
-                        )
+                        await self._wait_for_room(sub, stopped)
                         continue
                     await self._pause()
                     free = 1
                 if free <= 0:
-                    await asyncio.wait({stopped, *self.in_flight}, return_when="FIRST_COMPLETED")
+                    await self._wait_for_room(sub, stopped)
                     continue
                 pulled_at = time.monotonic()
                 try:
@@ -561,6 +568,24 @@ class _Consumer:
                     await _sleep_unless(self.stop, min(0.1, self.settings.fetch_timeout / 2))
         finally:
             stopped.cancel()
+
+    async def _wait_for_room(self, sub: Pull, stopped: asyncio.Future[Any]) -> None:
+        """Until a running task finishes. Meanwhile what the open pull still brings waits in
+        `sub` with no handler on it: keep it in progress too, or after its ack wait JetStream
+        hands it to another instance and the work is done twice. Every half interval, so that
+        with the handler's own first +WPI one interval after it starts, no gap reaches the
+        ack wait."""
+        interval = self._progress_interval()
+        every = interval / 2 if interval is not None else None
+        while True:
+            done, _ = await asyncio.wait(
+                {stopped, *self.in_flight}, timeout=every, return_when="FIRST_COMPLETED"
+            )
+            if done:
+                return
+            waiting = sub.waiting()
+            if waiting:
+                await self._send_progress(waiting)
 
     @property
     def failing(self) -> bool:

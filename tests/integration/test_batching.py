@@ -386,3 +386,47 @@ async def test_publish_many_answers_each_message_on_its_own(servers: Servers) ->
     ]
     again = await publisher.publish_many(messages[:2])
     assert [(r.seq, r.duplicate) for r in again] == [(r.seq, True) for r in first[:2]]  # type: ignore[union-attr]
+
+
+class SlowBatches:
+    """A batch handler that takes `seconds` over every batch and adds each delivery to
+    `deliveries` (shared between instances)."""
+
+    def __init__(self, seconds: float, deliveries: list[tuple[UUID, int]]) -> None:
+        self.seconds = seconds
+        self.deliveries = deliveries
+
+    async def on_file_deleted_event(self, event: FileDeletedEvent, delivery: Delivery) -> None:
+        self.deliveries.append((event.event_id, delivery.num_delivered))
+        await asyncio.sleep(self.seconds)
+
+    async def handle_batch(self, items: Sequence[tuple[FileDeletedEvent, Delivery]]) -> BatchResult:
+        self.deliveries.extend((event.event_id, d.num_delivered) for event, d in items)
+        await asyncio.sleep(self.seconds)
+        return BatchResult()
+
+
+async def test_messages_waiting_for_a_free_batch_slot_are_kept_in_progress(
+    servers: Servers,
+) -> None:
+    """With its batch slot busy on a slow batch, what an instance's open pull still brings
+    waits in its hands; past the ack wait (2 s here) JetStream would hand it to another
+    instance that is pulling: duplicate work."""
+    deliveries: list[tuple[UUID, int]] = []
+    slow = dataclasses.replace(BATCHED, concurrency=1, linger=0.0, fetch_timeout=5.0)
+    events = deletions(40, seed=26)
+    async with consuming(servers, SlowBatches(3.0, deliveries), slow) as first:
+        await asyncio.sleep(0.3)  # its first pull is open
+        for event in events[:20]:  # a trickle: its first batch starts with one message
+            await publish(servers, [event])
+            await asyncio.sleep(0.02)
+        async with consuming(servers, SlowBatches(0.0, deliveries)) as second:
+            await publish(servers, events[20:])
+
+            async def all_acked() -> bool:
+                return first.acked + second.acked >= len(events)
+
+            await wait_until(all_acked, timeout=60, what="every deletion acked")
+    redelivered = [(event_id, n) for event_id, n in deliveries if n > 1]
+    assert redelivered == [], f"{len(redelivered)} redelivered while waiting for a slot"
+    assert sorted(event_id for event_id, _ in deliveries) == sorted(e.event_id for e in events)

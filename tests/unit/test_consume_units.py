@@ -306,6 +306,9 @@ class FakeSubscription:
         self.steps = list(steps)
         self.fetches = 0
 
+    def waiting(self) -> list[Any]:
+        return []
+
     async def fetch(self, batch: int = 1, timeout: float | None = 5, heartbeat: Any = None) -> Any:
         self.fetches += 1
         step = self.steps.pop(0) if self.steps else []
