@@ -44,6 +44,11 @@ lint:
 bench *ARGS:
     {{python}} -m tests.bench {{ARGS}}
 
+# Fault scenarios: real processes, real failures, then a table of what was lost (see docs/faults.md).
+faults *ARGS:
+    rm -rf bench-results/faults
+    {{python}} -m pytest tests/faults -m faults {{ARGS}}
+
 # Validate the spec with the official AsyncAPI parser (installs it into a temporary directory).
 validate-spec:
     bash .ci/validate-asyncapi asyncapi/asyncapi.yaml
