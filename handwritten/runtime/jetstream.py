@@ -230,9 +230,20 @@ class JetStreamPublisher:
         returns the others with their error."""
         sent: list[tuple[int, asyncio.Future[PubAck]]] = []
         failed: list[tuple[int, Exception]] = []
+        limit = self._max_payload()
         for position, index in enumerate(todo):
             message = messages[index]
             headers = {**(message.headers or {}), MSG_ID_HEADER: message.msg_id}
+            if limit and len(message.payload) + headers_size(headers) > limit:
+                failed.append(
+                    (
+                        index,
+                        PayloadTooLarge(
+                            message.subject, len(message.payload), headers_size(headers), limit
+                        ),
+                    )
+                )
+                continue
             try:
                 future = await self._js.publish_async(
                     message.subject, message.payload, headers=headers

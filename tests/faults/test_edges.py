@@ -22,6 +22,7 @@ import pytest
 
 from generated.publishers import PublishFileDeleted
 from handwritten.runtime import devservers
+from handwritten.runtime.contract import OutgoingMessage, PublishResult
 from handwritten.runtime.deadletter import (
     CONSUMER_HEADER,
     REASON_HEADER,
@@ -105,11 +106,19 @@ async def test_an_oversized_publish_is_refused_clearly_and_the_connection_surviv
             assert f"{size} payload" in str(refused.value) and "nothing was sent" in str(
                 refused.value
             )
+        batch = await publisher.publish_many(
+            [
+                OutgoingMessage("files.deleted", b"x" * (limit + 1), msg_id="big-in-batch"),
+                OutgoingMessage("files.deleted", b"{}", msg_id="small-in-batch"),
+            ]
+        )
+        assert isinstance(batch[0], PayloadTooLarge), batch  # refused alone, not retried
+        assert isinstance(batch[1], PublishResult) and not batch[1].duplicate, batch
         event = DeletionSimulator(random.Random(1)).next_event()
         await PublishFileDeleted(publisher).publish(event)  # the same connection still works
         assert servers.nc.is_connected
         stored = (await servers.js.stream_info(EVENTS_STREAM)).state.messages
-    assert stored == 1
+    assert stored == 2
 
 
 async def test_a_poison_message_at_the_size_limit_is_dead_lettered_cut_short(
