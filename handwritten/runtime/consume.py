@@ -66,6 +66,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo, Header
 from pydantic import ValidationError
 
+from handwritten.runtime.advisories import MaxDeliveriesWatcher
 from handwritten.runtime.contract import (
     BatchResult,
     ConsumerEndpoint,
@@ -1033,6 +1034,12 @@ async def run_consumer(
     takes_batches = callable(getattr(handler, "handle_batch", None))
     linger = settings.linger if takes_batches else 0.0
     pull = await StreamingPull(nc, endpoint.stream, endpoint.durable, linger=linger).start()
+    # Deliveries that ran out without the loop seeing them fail (a crashing process).
+    try:
+        advisories = await MaxDeliveriesWatcher(nc, js, endpoint).start()
+    except BaseException:
+        await pull.close()
+        raise
     consumer = _Consumer(nc, js, endpoint, handler, info, settings, stop, stats)
     log.info(
         '✅ %s ready. Listening for %s on "%s"',
@@ -1048,6 +1055,7 @@ async def run_consumer(
             consumer.start(last)
     finally:
         await consumer.wait_in_flight()
+        await advisories.close()
         try:
             await pull.close()
             if consumer.confirmations is not None:

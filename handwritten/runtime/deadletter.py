@@ -83,14 +83,35 @@ def dead_letter_headers(
 ) -> dict[str, str]:
     """The DeadLetterHeaders of the spec, taken from the message's JetStream metadata."""
     meta = msg.metadata
+    return _headers(
+        stream=meta.stream,
+        subject=msg.subject,
+        stream_seq=meta.sequence.stream,
+        deliveries=meta.num_delivered,
+        consumer=consumer,
+        reason=reason,
+        detail=detail,
+    )
+
+
+def _headers(
+    *,
+    stream: str,
+    subject: str,
+    stream_seq: int,
+    deliveries: int,
+    consumer: str,
+    reason: DeadLetterReason,
+    detail: str,
+) -> dict[str, str]:
     return {
         REASON_HEADER: reason,
         DETAIL_HEADER: one_line(detail) or reason,
-        STREAM_HEADER: meta.stream,
-        SUBJECT_HEADER: msg.subject,
-        SEQUENCE_HEADER: str(meta.sequence.stream),
+        STREAM_HEADER: stream,
+        SUBJECT_HEADER: subject,
+        SEQUENCE_HEADER: str(stream_seq),
         CONSUMER_HEADER: consumer,
-        DELIVERIES_HEADER: str(meta.num_delivered),
+        DELIVERIES_HEADER: str(deliveries),
     }
 
 
@@ -107,38 +128,75 @@ async def dead_letter(
     Raises `DeadLetterFailed` when it could not be stored; the caller then naks the original
     instead of terming it. Does not ack or term `msg` itself.
     """
+    meta = msg.metadata
+    return await store_dead_letter(
+        js,
+        msg.data,
+        endpoint=endpoint,
+        stream=meta.stream,
+        subject=msg.subject,
+        stream_seq=meta.sequence.stream,
+        deliveries=meta.num_delivered,
+        reason=reason,
+        detail=detail,
+    )
+
+
+async def store_dead_letter(
+    js: Publish | JetStreamContext,
+    data: bytes,
+    *,
+    endpoint: ConsumerEndpoint[Any, Any],
+    stream: str,
+    subject: str,
+    stream_seq: int,
+    deliveries: int,
+    reason: DeadLetterReason,
+    detail: str,
+) -> PublishResult:
+    """`dead_letter` for a message known by its place in the stream rather than as a delivery
+    (e.g. read back with `get_msg`): the same headers and the same Nats-Msg-Id, so both paths
+    store one copy of a message between them."""
     if reason not in REASONS:
         raise ValueError(f"unknown dead-letter reason {reason!r}; expected one of {REASONS}")
     publisher: Publish = JetStreamPublisher(js) if isinstance(js, JetStreamContext) else js
-    meta = msg.metadata
-    headers = dead_letter_headers(msg, consumer=endpoint.durable, reason=reason, detail=detail)
-    msg_id = dead_letter_msg_id(meta.stream, meta.sequence.stream, endpoint.durable)
+    headers = _headers(
+        stream=stream,
+        subject=subject,
+        stream_seq=stream_seq,
+        deliveries=deliveries,
+        consumer=endpoint.durable,
+        reason=reason,
+        detail=detail,
+    )
+    msg_id = dead_letter_msg_id(stream, stream_seq, endpoint.durable)
     try:
         try:
             result = await publisher.publish(
-                endpoint.dead_letter_subject, msg.data, msg_id=msg_id, headers=headers
+                endpoint.dead_letter_subject, data, msg_id=msg_id, headers=headers
             )
         except PayloadTooLarge as too_large:
-            headers[TRUNCATED_HEADER] = str(len(msg.data))
+            headers[TRUNCATED_HEADER] = str(len(data))
             room = too_large.limit - headers_size({**headers, MSG_ID_HEADER: msg_id})
             result = await publisher.publish(
                 endpoint.dead_letter_subject,
-                msg.data[: max(room, 0)],
+                data[: max(room, 0)],
                 msg_id=msg_id,
                 headers=headers,
             )
     except Exception as error:
         raise DeadLetterFailed(
-            f"could not store the dead letter of {meta.stream} #{meta.sequence.stream} on "
+            f"could not store the dead letter of {stream} #{stream_seq} on "
             f"{endpoint.dead_letter_subject}: {type(error).__name__} {error}".rstrip()
         ) from error
     log.warning(
-        "☠️ %s #%d (%s) dead-lettered to %s: %s — %s",
-        meta.stream,
-        meta.sequence.stream,
-        msg.subject,
+        "☠️ %s #%d (%s) dead-lettered to %s: %s — %s%s",
+        stream,
+        stream_seq,
+        subject,
         endpoint.dead_letter_subject,
         reason,
         headers[DETAIL_HEADER],
+        " (already stored: duplicate)" if result.duplicate else "",
     )
     return result

@@ -19,6 +19,8 @@ CONSUMER_CREATE_FAILED: Final = 10012
 updated"; the description says why."""
 CONSUMER_NOT_FOUND: Final = 10014
 """The consumer does not exist (JSConsumerNotFoundErr)."""
+NO_MESSAGE_FOUND: Final = 10037
+"""No message at that sequence (JSNoMessageFoundErr): deleted, purged or aged out."""
 STREAM_INVALID_CONFIG: Final = 10052
 """A stream create or update was refused (JSStreamInvalidConfigF), e.g. "can not change storage
 type"; the description says why."""
