@@ -11,11 +11,6 @@ Everything else (streams, filters, retention, duplicate window) is the spec's.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -36,7 +31,8 @@ from handwritten.runtime.contract import ConsumerBinding
 from handwritten.runtime.deadletter import CONSUMER_HEADER, REASON_HEADER, SEQUENCE_HEADER
 from handwritten.runtime.provision import provision
 from handwritten.services import ids, reconcile
-from tests.integration.service_harness import REPO_ROOT, Servers
+from tests.integration.service_harness import Servers
+from tests.support.processes import CliProcess
 
 EVENTS_STREAM = "FILE_EVENTS"
 DLQ_STREAM = "FILE_EVENTS_DLQ"
@@ -45,8 +41,6 @@ DELETION_CONSUMERS = ("trash-processor", "audit-logger")
 
 FAULT_TIMINGS: Mapping[str, Any] = {"ack_wait": 2.0, "backoff": [2.0, 4.0, 8.0, 20.0]}
 """The spec's ack wait and backoff, 15 times shorter; max_deliver stays the spec's 5."""
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def fault_consumers(**overrides: Any) -> dict[str, ConsumerBinding]:
@@ -146,92 +140,6 @@ def slowed(event_ids: Iterable[UUID], share: float) -> list[UUID]:
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-class CliProcess:
-    """`python -m handwritten.cli ARGS` as a real process; its output goes to a file."""
-
-    def __init__(
-        self, label: str, args: Sequence[str], env: Mapping[str, str], log_path: Path
-    ) -> None:
-        self.label = label
-        self.args = list(args)
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.started_at = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "handwritten.cli", *self.args],
-            env=dict(env),
-            cwd=REPO_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.poll()
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        """The JSON log lines (`--log-format json`); anything else is skipped."""
-        lines = []
-        for line in self.output().splitlines():
-            if line.startswith("{"):
-                try:
-                    lines.append(json.loads(line))
-                except ValueError:
-                    continue
-        return lines
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time so far (Linux /proc); 0 once the process is gone."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        fields_after_name = stat.rsplit(")", 1)[1].split()
-        return (int(fields_after_name[11]) + int(fields_after_name[12])) / CLK_TCK
-
-    async def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while (status := self.process.poll()) is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.label} did not exit within {timeout:.0f}s:\n{self.tail()}"
-                )
-            await asyncio.sleep(0.05)
-        self._log.close()
-        return status
-
-    async def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait for the exit status (SIGKILL only after `timeout`)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return await self.wait(timeout)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, nothing flushed, nothing acked."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
 
 
 class Fleet:

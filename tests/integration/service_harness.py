@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -35,8 +32,10 @@ from handwritten.services import ids
 from handwritten.services.faults import NO_FAULTS
 from handwritten.services.publisher import DeletionSimulator, PublishedDeletion, publish_deletions
 from handwritten.services.registry import ServiceResources, service
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import (
+    REPO_ROOT as REPO_ROOT,  # re-exported for the tests and the scaffold
+)
+from tests.support.processes import CliProcess
 
 FAST = ConsumeSettings(batch_size=8, fetch_timeout=0.5, nak_delay_base=0.05, nak_delay_max=0.2)
 
@@ -163,43 +162,12 @@ async def running(
             await each.stop()
 
 
-class ServiceProcess:
-    """`filetrash run NAME` as a real process, its output in a file."""
+class ServiceProcess(CliProcess):
+    """`filetrash run NAME` as a real process, logging JSON lines to a file."""
 
     def __init__(self, name: str, env: Mapping[str, str], log_path: Path) -> None:
+        super().__init__(name, ["run", name, "--log-format", "json"], env, log_path)
         self.name = name
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "handwritten.cli", "run", name, "--log-format", "json"],
-            env=dict(env),
-            cwd=REPO_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     async def wait_exit(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while (status := self.process.poll()) is None:
-            assert time.monotonic() < deadline, f"{self.name} did not exit:\n{self.output()}"
-            await asyncio.sleep(0.05)
-        self._log.close()
-        return status
-
-    async def terminate(self, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return await self.wait_exit(timeout)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+        return await self.wait(timeout)
