@@ -54,10 +54,7 @@ class TrashRow:
 
 _TRASH_ROW_FIELDS = tuple(field.name for field in fields(TrashRow))
 
-_TRASH_COLUMNS = (
-    "id, file_id, file_name, file_path, file_size, mime_type, user_id, trashed_at, expires_at, "
-    "original_event_id, stored_at, trash_event_seq"
-)
+_TRASH_COLUMNS = ", ".join(_TRASH_ROW_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
