@@ -20,7 +20,9 @@ class DeletedFile(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    file_id: Annotated[UUID, Field(alias="fileId")]
+    file_id: Annotated[
+        UUID, Field(alias="fileId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     Id of the file in the file service.
     """
@@ -36,7 +38,15 @@ class DeletedFile(EventModel):
     """
     Absolute storage path of the file, starting with "/".
     """
-    file_size: Annotated[StrictInt, Field(alias="fileSize", ge=0, le=1099511627776)]
+    file_size: Annotated[
+        StrictInt,
+        Field(
+            alias="fileSize",
+            ge=0,
+            json_schema_extra={"x-wire": {"type": "integer"}},
+            le=1099511627776,
+        ),
+    ]
     """
     Size in bytes (at most 1 TiB).
     """
@@ -59,7 +69,10 @@ class DeletedFile(EventModel):
     """
     Opaque id of the user who owns the file, such as "user-001".
     """
-    deleted_at: Annotated[AwareDatetime, Field(alias="deletedAt")]
+    deleted_at: Annotated[
+        AwareDatetime,
+        Field(alias="deletedAt", json_schema_extra={"x-wire": {"format": "date-time"}}),
+    ]
     """
     RFC 3339 date-time with a time zone.
     """
@@ -74,7 +87,9 @@ class FileDeletedEvent(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     Unique id of this event; also its `Nats-Msg-Id` for deduplication.
     """
@@ -82,7 +97,9 @@ class FileDeletedEvent(EventModel):
     """
     Discriminator; always "FileDeletedEvent".
     """
-    timestamp: AwareDatetime
+    timestamp: Annotated[
+        AwareDatetime, Field(json_schema_extra={"x-wire": {"format": "date-time"}})
+    ]
     """
     RFC 3339 date-time with a time zone.
     """
@@ -98,11 +115,15 @@ class PurgedFile(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    trash_id: Annotated[UUID, Field(alias="trashId")]
+    trash_id: Annotated[
+        UUID, Field(alias="trashId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     Id of the removed row of `trashed_files`.
     """
-    file_id: Annotated[UUID, Field(alias="fileId")]
+    file_id: Annotated[
+        UUID, Field(alias="fileId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     file_name: Annotated[
         StrictStr, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
     ]
@@ -122,11 +143,16 @@ class PurgedFile(EventModel):
     """
     Opaque id of the user who owns the file, such as "user-001".
     """
-    purged_at: Annotated[AwareDatetime, Field(alias="purgedAt")]
+    purged_at: Annotated[
+        AwareDatetime,
+        Field(alias="purgedAt", json_schema_extra={"x-wire": {"format": "date-time"}}),
+    ]
     """
     RFC 3339 date-time with a time zone.
     """
-    original_event_id: Annotated[UUID, Field(alias="originalEventId")]
+    original_event_id: Annotated[
+        UUID, Field(alias="originalEventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     The `eventId` of the FileDeletedEvent that put the file in the trash.
     """
@@ -141,11 +167,15 @@ class TrashEntry(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    trash_id: Annotated[UUID, Field(alias="trashId")]
+    trash_id: Annotated[
+        UUID, Field(alias="trashId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     Id of the row in `trashed_files`.
     """
-    file_id: Annotated[UUID, Field(alias="fileId")]
+    file_id: Annotated[
+        UUID, Field(alias="fileId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     file_name: Annotated[
         StrictStr, Field(alias="fileName", max_length=255, min_length=1, pattern="^[^/\\x00]+$")
     ]
@@ -159,15 +189,23 @@ class TrashEntry(EventModel):
     """
     Opaque id of the user who owns the file, such as "user-001".
     """
-    trashed_at: Annotated[AwareDatetime, Field(alias="trashedAt")]
+    trashed_at: Annotated[
+        AwareDatetime,
+        Field(alias="trashedAt", json_schema_extra={"x-wire": {"format": "date-time"}}),
+    ]
     """
     RFC 3339 date-time with a time zone.
     """
-    expires_at: Annotated[AwareDatetime, Field(alias="expiresAt")]
+    expires_at: Annotated[
+        AwareDatetime,
+        Field(alias="expiresAt", json_schema_extra={"x-wire": {"format": "date-time"}}),
+    ]
     """
     RFC 3339 date-time with a time zone.
     """
-    original_event_id: Annotated[UUID, Field(alias="originalEventId")]
+    original_event_id: Annotated[
+        UUID, Field(alias="originalEventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     The `eventId` of the FileDeletedEvent this entry came from.
     """
@@ -182,7 +220,9 @@ class FilePlacedInTrashEvent(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     Unique id of this event; also its `Nats-Msg-Id` for deduplication.
     """
@@ -190,7 +230,9 @@ class FilePlacedInTrashEvent(EventModel):
     """
     Discriminator; always "FilePlacedInTrashEvent".
     """
-    timestamp: AwareDatetime
+    timestamp: Annotated[
+        AwareDatetime, Field(json_schema_extra={"x-wire": {"format": "date-time"}})
+    ]
     """
     RFC 3339 date-time with a time zone.
     """
@@ -206,7 +248,9 @@ class FilePurgedEvent(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     Unique id of this event; also its `Nats-Msg-Id` for deduplication.
     """
@@ -214,7 +258,9 @@ class FilePurgedEvent(EventModel):
     """
     Discriminator; always "FilePurgedEvent".
     """
-    timestamp: AwareDatetime
+    timestamp: Annotated[
+        AwareDatetime, Field(json_schema_extra={"x-wire": {"format": "date-time"}})
+    ]
     """
     RFC 3339 date-time with a time zone.
     """

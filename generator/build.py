@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-from generator import formats, naming, subjects
+from generator import formats, naming, subjects, subset
 from generator.diagnostics import Diagnostic, Level, Location, SpecError, escape_pointer_token
 from generator.formats import format_checker
 from generator.ir import Channel, Consumer, Document, Message, Operation, Stream
@@ -690,6 +690,8 @@ class _Builder:
             defs[class_name] = self.rewrite_refs(components[name], pointer, pending)
             sources[class_name] = pointer
         for class_name in sorted(defs):
+            for problem in subset.check(defs[class_name], sources[class_name]):
+                self.error(problem.pointer, problem.code, problem.message, problem.hint)
             self.check_fields(defs[class_name], class_name, sources[class_name])
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -753,17 +755,6 @@ class _Builder:
                     )
                 seen[python] = wire
                 self.check_fields(value, owner, child)
-        pattern = schema.get("pattern")
-        if isinstance(pattern, str):
-            try:
-                formats.ecma_regex(pattern)
-            except re.error as exc:
-                self.error(
-                    f"{pointer}/pattern",
-                    "invalid-pattern",
-                    f"in {owner}, pattern {pattern!r} is not a regular expression: {exc}",
-                    "fix the pattern (ECMA 262 syntax, which Python's re also reads)",
-                )
         for key in ("items", "additionalProperties"):
             self.check_fields(schema.get(key), owner, f"{pointer}/{key}")
 

@@ -22,6 +22,8 @@ from datamodel_code_generator import (  # type: ignore[attr-defined]
 from datamodel_code_generator.enums import StrictTypes, TargetPydanticVersion
 from datamodel_code_generator.format import DatetimeClassType
 
+from generator import formats, subset
+
 # The root of the combined schema has no meaning of its own; it is generated under this name
 # and dropped from the module.
 _ROOT = "FiletrashModelsRoot"
@@ -32,13 +34,17 @@ class ModelGenerationError(Exception):
     """datamodel-code-generator refused a schema; the message says why."""
 
 
+WIRE_KEY = "x-wire"
+"""The key of each field's wire rule (handwritten/runtime/wire.py reads it)."""
+
+
 def render_models(models_schema: str, header: str) -> str:
     schema: dict[str, Any] = json.loads(models_schema)
     if not schema["$defs"]:
         return f"{header}\n"
     try:
         code = generate(
-            schema,
+            for_pydantic(schema),
             input_file_type=InputFileType.JsonSchema,
             output_model_type=DataModelType.PydanticV2BaseModel,
             class_name=_ROOT,
@@ -59,6 +65,7 @@ def render_models(models_schema: str, header: str) -> str:
             enum_field_as_literal=LiteralType.All,
             use_schema_description=True,
             use_field_description=True,
+            field_extra_keys={WIRE_KEY},
             output_datetime_class=DatetimeClassType.Awaredatetime,
             strict_types=[StrictTypes.int, StrictTypes.float, StrictTypes.bool, StrictTypes.str],
             formatters=[Formatter.BUILTIN],
@@ -76,6 +83,46 @@ def render_models(models_schema: str, header: str) -> str:
             "datamodel-code-generator produced several modules; expected one"
         )
     return _drop_class(code, _ROOT)
+
+
+def for_pydantic(schema: dict[str, Any]) -> dict[str, Any]:
+    """The supported JSON Schema as datamodel-code-generator should see it: what pydantic checks
+    exactly is kept; formats it holds as plain strings and `multipleOf` go, and each property
+    gets the wire rule that the runtime checks instead; `\\d` and `\\w` in patterns are spelt
+    out as ECMA's ASCII classes; annotations of our own (x-...) go."""
+    defs: dict[str, Any] = schema["$defs"]
+
+    def deref(node: Any) -> Any:
+        while isinstance(node, dict) and isinstance(node.get("$ref"), str):
+            node = defs[node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    def adapt(node: Any) -> Any:
+        if isinstance(node, list):
+            return [adapt(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        result: dict[str, Any] = {}
+        for key, value in node.items():
+            if key.startswith("x-") or key == "multipleOf":
+                continue
+            if key == "format" and value not in subset.PARSED_FORMATS:
+                continue
+            if key == "pattern" and isinstance(value, str):
+                result[key] = formats.ascii_classes(value)
+            elif key == "properties" and isinstance(value, dict):
+                result[key] = {name: _with_rule(adapt(sub), sub) for name, sub in value.items()}
+            elif key in ("default", "const", "enum"):
+                result[key] = value
+            else:
+                result[key] = adapt(value)
+        return result
+
+    def _with_rule(adapted: Any, original: Any) -> Any:
+        rule = subset.wire_rule(original, deref)
+        return {**adapted, WIRE_KEY: rule} if rule and isinstance(adapted, dict) else adapted
+
+    return {**schema, "$defs": {name: adapt(value) for name, value in defs.items()}}
 
 
 def _drop_class(code: str, name: str) -> str:

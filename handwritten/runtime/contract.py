@@ -7,25 +7,20 @@ these protocols.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from types import UnionType
 from typing import (
     Any,
     Generic,
     Protocol,
     TypeVar,
-    Union,
-    get_args,
-    get_origin,
     runtime_checkable,
 )
-from uuid import UUID
 
 from nats.js.api import ConsumerConfig
-from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from handwritten.runtime.wire import FieldRule, conform_fields, field_rules
 
 HandlerT = TypeVar("HandlerT")
 EventT = TypeVar("EventT")
@@ -146,73 +141,24 @@ class ConsumerEndpoint(Generic[HandlerT, EventT]):
 class EventModel(BaseModel):
     """Base of every generated payload model.
 
-    Together with the strict scalar types the generator uses (StrictInt, StrictStr, ...), it
-    accepts exactly what the JSON Schema accepts: no "42" for an integer, no number or
-    `+0100` offset for a date-time, no unhyphenated UUID.
+    Together with the strict scalar types the generator uses (StrictInt, StrictStr, ...) and
+    the rules it attaches to fields for what pydantic does not check as JSON Schema does
+    (handwritten/runtime/wire.py: formats, decimal multipleOf, 1.0 as an integer), it accepts
+    exactly what the JSON Schema accepts.
     """
 
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _wire_spellings(cls, data: Any) -> Any:
-        """pydantic reads `uuid` and `date-time` leniently (no hyphens, `+0100`, a comma
-        fraction); the schema's formats do not. Refuse, on the wire, what the schema refuses."""
+    def _wire_rules(cls, data: Any) -> Any:
+        """Refuse, on the wire, what the schema refuses and pydantic's types would take."""
         if not isinstance(data, dict):
             return data
-        checks = _WIRE_CHECKS.get(cls)
-        if checks is None:  # worked out once per model: this runs for every event decoded
-            checks = _WIRE_CHECKS[cls] = _wire_checks(cls)
-        for key, name, pattern, what, many in checks:
-            value = data[key] if key in data else data.get(name)
-            for item in value if many and isinstance(value, list) else [value]:
-                if item is None or isinstance(item, UUID | datetime):
-                    continue
-                if not isinstance(item, str) or not pattern.fullmatch(item):
-                    raise ValueError(f"{key}: {item!r} is not {what}")
-        return data
+        rules = _WIRE_RULES.get(cls)
+        if rules is None:  # worked out once per model: this runs for every event decoded
+            rules = _WIRE_RULES[cls] = field_rules(cls.model_fields)
+        return conform_fields(data, rules) if rules else data
 
 
-_WIRE_CHECKS: dict[type, tuple[tuple[str, str, re.Pattern[str], str, bool], ...]] = {}
-"""Per model: (wire key, field name, pattern, what it must be, is a list) of each field with
-a wire format."""
-
-
-def _wire_checks(model: type[BaseModel]) -> tuple[tuple[str, str, re.Pattern[str], str, bool], ...]:
-    checks = []
-    for name, info in model.model_fields.items():
-        found = _wire_format(info.annotation)
-        if found is not None:
-            (pattern, what), many = found
-            checks.append((info.alias or name, name, pattern, what, many))
-    return tuple(checks)
-
-
-def _wire_format(annotation: Any) -> tuple[tuple[re.Pattern[str], str], bool] | None:
-    """The wire format of a field typed UUID or date-time, also inside `X | None` and
-    `list[X]`; the flag says whether the value is a list."""
-    if annotation in _WIRE_FORMATS:
-        return _WIRE_FORMATS[annotation], False
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin in (Union, UnionType):
-        rest = [a for a in args if a is not type(None)]
-        return _wire_format(rest[0]) if len(rest) == 1 else None
-    if origin is list and len(args) == 1 and args[0] in _WIRE_FORMATS:
-        return _WIRE_FORMATS[args[0]], True
-    return None
-
-
-_WIRE_FORMATS: dict[object, tuple[re.Pattern[str], str]] = {
-    UUID: (
-        re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
-        "a hyphenated UUID",
-    ),
-    AwareDatetime: (
-        re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"),
-        "an RFC 3339 date-time with a time zone",
-    ),
-    datetime: (
-        re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?"),
-        "an RFC 3339 date-time",
-    ),
-}
+_WIRE_RULES: dict[type, tuple[FieldRule, ...]] = {}

@@ -22,7 +22,9 @@ class Evil(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     """
     \"\"\"
     import os; os.system("x")

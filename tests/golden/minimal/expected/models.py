@@ -16,6 +16,10 @@ class Ping(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     event_type: Annotated[Literal["Ping"], Field(alias="eventType")]
-    sent_at: Annotated[AwareDatetime, Field(alias="sentAt")]
+    sent_at: Annotated[
+        AwareDatetime, Field(alias="sentAt", json_schema_extra={"x-wire": {"format": "date-time"}})
+    ]

@@ -16,7 +16,7 @@ class Money(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    amount: Annotated[StrictInt, Field(ge=0)]
+    amount: Annotated[StrictInt, Field(ge=0, json_schema_extra={"x-wire": {"type": "integer"}})]
     """
     In the currency's smallest unit.
     """
@@ -28,9 +28,13 @@ class OrderPaid(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     event_type: Annotated[Literal["OrderPaid"], Field(alias="eventType")]
-    order_id: Annotated[UUID, Field(alias="orderId")]
+    order_id: Annotated[
+        UUID, Field(alias="orderId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     paid: Money
 
 
@@ -39,9 +43,13 @@ class OrderPlaced(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     event_type: Annotated[Literal["OrderPlaced"], Field(alias="eventType")]
-    order_id: Annotated[UUID, Field(alias="orderId")]
+    order_id: Annotated[
+        UUID, Field(alias="orderId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     total: Money
 
 
@@ -50,7 +58,11 @@ class OrderCancelled(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     event_type: Annotated[Literal["OrderCancelled"], Field(alias="eventType")]
-    order_id: Annotated[UUID, Field(alias="orderId")]
+    order_id: Annotated[
+        UUID, Field(alias="orderId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     reason: Literal["customer", "fraud", "out-of-stock"]

@@ -28,7 +28,9 @@ class Location(EventModel):
         validate_by_name=True,
     )
     room: Annotated[StrictStr, Field(min_length=1)]
-    floor: StrictInt | MISSING = MISSING
+    floor: Annotated[
+        StrictInt | MISSING, Field(json_schema_extra={"x-wire": {"type": "integer"}})
+    ] = MISSING
 
 
 class Sample(EventModel):
@@ -36,7 +38,9 @@ class Sample(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    value: Annotated[StrictFloat, Field(ge=-273.15, le=1000.0)]
+    value: Annotated[
+        StrictFloat, Field(ge=-273.15, json_schema_extra={"x-wire": {"type": "number"}}, le=1000.0)
+    ]
     unit: Literal["celsius", "kelvin", "percent"]
     flags: Annotated[list[Literal["estimated", "clipped"]] | MISSING, Field(max_length=2)] = MISSING
 
@@ -49,7 +53,9 @@ class Reading(EventModel):
     event_type: Annotated[Literal["Reading"], Field(alias="eventType")]
     sensor_id: Annotated[StrictStr, Field(alias="sensorId", pattern="^[A-Z]{2}-[0-9]{4}$")]
     samples: Annotated[list[Sample], Field(max_length=16, min_length=1)]
-    battery: Annotated[StrictInt, Field(ge=0, le=100)] = 100
+    battery: Annotated[
+        StrictInt, Field(ge=0, json_schema_extra={"x-wire": {"type": "integer"}}, le=100)
+    ] = 100
     calibrated: StrictBool = False
     location: Location | MISSING = MISSING
     """

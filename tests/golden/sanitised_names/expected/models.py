@@ -17,11 +17,15 @@ class Class(EventModel):
         extra="forbid",
         validate_by_name=True,
     )
-    event_id: Annotated[UUID, Field(alias="eventId")]
+    event_id: Annotated[
+        UUID, Field(alias="eventId", json_schema_extra={"x-wire": {"format": "uuid"}})
+    ]
     event_type: Annotated[Literal["class"], Field(alias="eventType")]
     class_: Annotated[StrictStr, Field(alias="class")]
     type: StrictStr
-    from_: Annotated[StrictInt, Field(alias="from")]
+    from_: Annotated[
+        StrictInt, Field(alias="from", json_schema_extra={"x-wire": {"type": "integer"}})
+    ]
     self: StrictStr | MISSING = MISSING
     json_: Annotated[StrictStr | MISSING, Field(alias="json")] = MISSING
     model_config_: Annotated[StrictStr | MISSING, Field(alias="model_config")] = MISSING
@@ -35,10 +39,14 @@ class Class(EventModel):
     field_private: Annotated[StrictStr | MISSING, Field(alias="_private")] = MISSING
     payload: StrictStr | MISSING = MISSING
     msg_id: StrictStr | MISSING = MISSING
-    str: StrictInt | MISSING = MISSING
+    str: Annotated[
+        StrictInt | MISSING, Field(json_schema_extra={"x-wire": {"type": "integer"}})
+    ] = MISSING
     int: StrictStr | MISSING = MISSING
     tags: list_aliased[StrictStr] | MISSING = MISSING
-    count: StrictInt | MISSING = MISSING
+    count: Annotated[
+        StrictInt | MISSING, Field(json_schema_extra={"x-wire": {"type": "integer"}})
+    ] = MISSING
     label: StrictStr | MISSING = MISSING
 
 
