@@ -690,8 +690,11 @@ class _Builder:
             defs[class_name] = self.rewrite_refs(components[name], pointer, pending)
             sources[class_name] = pointer
         for class_name in sorted(defs):
-            for problem in subset.check(defs[class_name], sources[class_name]):
+            problems = list(subset.check(defs[class_name], sources[class_name]))
+            for problem in problems:
                 self.error(problem.pointer, problem.code, problem.message, problem.hint)
+            if not problems:
+                self.check_defaults(defs[class_name], sources[class_name], defs)
             self.check_fields(defs[class_name], class_name, sources[class_name])
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -757,6 +760,27 @@ class _Builder:
                 self.check_fields(value, owner, child)
         for key in ("items", "additionalProperties"):
             self.check_fields(schema.get(key), owner, f"{pointer}/{key}")
+
+    def check_defaults(self, schema: Any, pointer: str, defs: dict[str, Any]) -> None:
+        """A default is what the model fills in for an absent field: it must be valid itself."""
+        if not isinstance(schema, dict):
+            return
+        if "default" in schema:
+            node = {k: v for k, v in schema.items() if k != "default"}
+            validator = formats.Validator({**node, "$defs": defs}, format_checker=format_checker)
+            for err in validator.iter_errors(schema["default"]):
+                self.error(
+                    f"{pointer}/default",
+                    "invalid-default",
+                    f"default {schema['default']!r} does not match its schema: {err.message}",
+                    "fix the default or the schema",
+                )
+        for name, sub in (schema.get("properties") or {}).items():
+            self.check_defaults(sub, f"{pointer}/properties/{escape_pointer_token(name)}", defs)
+        self.check_defaults(schema.get("items"), f"{pointer}/items", defs)
+        for key in ("anyOf", "oneOf"):
+            for i, branch in enumerate(schema.get(key) or []):
+                self.check_defaults(branch, f"{pointer}/{key}/{i}", defs)
 
     def check_examples(self, messages: dict[str, Message], models_schema: dict[str, Any]) -> None:
         """Every example in the spec must validate against its message's schema."""
