@@ -11,6 +11,7 @@ runtime's EventModel applies it (handwritten/runtime/wire.py).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ _VARIANTS = (
     "field nullable with type: [T, 'null'] (anyOf/oneOf of one schema and {type: 'null'} "
     "is supported)"
 )
+_CONDITIONS = (
+    "split the cases into messages of their own, routed on eventType, or into separate "
+    "optional fields; check what remains in the handler (raise PermanentError)"
+)
 _CLOSED = (
     "payloads are closed: list every property under properties, with additionalProperties: false"
 )
@@ -57,9 +62,9 @@ REFUSED: dict[str, str] = {
     "anyOf": _VARIANTS,
     "oneOf": _VARIANTS,
     "not": "say what is allowed (enum, const, pattern, bounds) rather than what is not",
-    "if": _VARIANTS,
-    "then": _VARIANTS,
-    "else": _VARIANTS,
+    "if": _CONDITIONS,
+    "then": _CONDITIONS,
+    "else": _CONDITIONS,
     "uniqueItems": "pydantic lists keep duplicates: drop it and refuse duplicates in the handler "
     "(raise PermanentError), or key the items by their unique value",
     "prefixItems": "tuples are not supported: use an object with named properties",
@@ -89,6 +94,9 @@ REFUSED: dict[str, str] = {
     "discriminator": "route variants as messages of their own on eventType",
 }
 """Keywords outside the subset, each with what to write instead."""
+
+_COMPOSITION = frozenset({"allOf", "anyOf", "oneOf", "not", "if", "then", "else"})
+"""Refused keywords that stand in for a type: a schema made of them is not also `no-type`."""
 
 PARSED_FORMATS = frozenset({"date", "date-time", "uuid"})
 """Formats whose fields the models hold parsed (date, datetime, UUID); the others are strings."""
@@ -123,8 +131,10 @@ def check(schema: Any, pointer: str) -> Iterator[Problem]:
                 "put it in the referenced schema, or write this schema out",
             )
         return
+    composed = False
     for key in sorted(keys):
         if key in REFUSED and not (key in ("anyOf", "oneOf") and _nullable_branch(schema[key])):
+            composed = composed or key in _COMPOSITION
             yield Problem(
                 _at(pointer, key), "unsupported-keyword", f"{key} is not supported", REFUSED[key]
             )
@@ -163,7 +173,13 @@ def check(schema: Any, pointer: str) -> Iterator[Problem]:
         )
         return
     base = _base_type(schema, types)
+    if base is None and ("enum" in schema or "const" in schema):
+        # the values have no single type: that is what is wrong, not a missing `type`
+        yield from _check_values(schema, pointer, None, "null" in types)
+        return
     if base is None:
+        if composed:
+            return
         yield Problem(
             pointer,
             "no-type",
@@ -199,7 +215,16 @@ def check(schema: Any, pointer: str) -> Iterator[Problem]:
 
 
 def _check_object(schema: dict[str, Any], pointer: str) -> Iterator[Problem]:
-    if schema.get("additionalProperties") is not False:
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        yield Problem(
+            _at(pointer, "additionalProperties"),
+            "open-object",
+            "additionalProperties with a schema (a map of free keys) is not supported",
+            "list the keys under properties with additionalProperties: false, or send the "
+            "entries as an array of objects such as {key, value}",
+        )
+    elif extra is not False:
         yield Problem(
             pointer
             if "additionalProperties" not in schema
@@ -261,8 +286,9 @@ def _check_string(schema: dict[str, Any], pointer: str) -> Iterator[Problem]:
                 _at(pointer, "pattern"),
                 "invalid-pattern",
                 f"pattern {pattern!r} {problem}",
-                "use ECMA 262 syntax without lookaround or backreferences, which pydantic's "
-                "regex engine cannot run",
+                "rewrite it in ECMA 262 syntax without lookaround or backreferences (pydantic's "
+                "regex engine has neither), or check that condition in the handler (raise "
+                "PermanentError)",
             )
 
 
@@ -282,40 +308,60 @@ def pattern_problem(pattern: str) -> str:
 
 
 def _check_values(
-    schema: dict[str, Any], pointer: str, base: str, nullable: bool
+    schema: dict[str, Any], pointer: str, base: str | None, nullable: bool
 ) -> Iterator[Problem]:
+    """`enum` and `const`; `base` is None when the schema has no single type."""
+    of_type = f"of the schema's type ({base})" if base else "all of one type"
     if "enum" in schema:
         values = schema["enum"]
         members = [v for v in values if v is not None] if isinstance(values, list) else []
         kinds = {_json_type(v) for v in members}
-        ok = (
-            isinstance(values, list)
-            and members
-            and len(kinds) == 1
-            and kinds <= {"string", "integer"}
-            and kinds == {base}
-            and (nullable or None not in values)
-            and len({repr(v) for v in values}) == len(values)
-        )
-        if not ok:
+        if not isinstance(values, list) or not members:
+            fix = "list the allowed values: enum: [a, b]"
+        elif len(kinds) != 1:
+            fix = (
+                "split the values into fields of their own, one type each, or write them all "
+                "as strings"
+            )
+        elif not kinds <= {"string", "integer"}:
+            fix = (
+                "write the values as strings, or as integers in a smaller unit (cents, not "
+                "euros); booleans need no enum"
+            )
+        elif base is not None and kinds != {base}:
+            fix = f"make the type {kinds.pop()}, or write the values as {base}s"
+        elif None in values and not nullable:
+            fix = "allow null with type: [T, 'null'], or drop null from the enum"
+        elif len({repr(v) for v in values}) != len(values):
+            fix = "list each value once"
+        else:
+            fix = ""
+        if fix:
             yield Problem(
                 _at(pointer, "enum"),
                 "unsupported-enum",
-                f"enum {values!r} is not supported: its values must be distinct strings or "
-                f"distinct integers, of the schema's type ({base}), null only when the type "
-                "allows it",
-                "split mixed values into separate fields, or use strings",
+                f"enum {_spell(values)} is not supported: its values must be distinct strings "
+                f"or distinct integers, {of_type}, null only when the type allows it",
+                fix,
             )
     if "const" in schema:
         value = schema["const"]
-        if _json_type(value) not in ("string", "integer", "boolean") or _json_type(value) != base:
+        kind = _json_type(value)
+        if kind not in ("string", "integer", "boolean") or kind != base:
             yield Problem(
                 _at(pointer, "const"),
                 "unsupported-const",
-                f"const {value!r} is not supported: it must be a string, an integer or a "
-                f"boolean, of the schema's type ({base})",
-                "use a string, integer or boolean constant",
+                f"const {_spell(value)} is not supported: it must be a string, an integer or a "
+                f"boolean, {of_type}",
+                "put a const on each property of the object instead"
+                if kind in ("object", "array")
+                else "use a string, integer or boolean constant of the schema's type",
             )
+
+
+def _spell(value: Any) -> str:
+    """`value` as the spec's author wrote it (JSON: null, true), for messages."""
+    return json.dumps(value, ensure_ascii=False, default=repr)
 
 
 def _nullable_branch(value: Any) -> tuple[int, Any] | None:

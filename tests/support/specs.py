@@ -51,6 +51,10 @@ class SpecUnderTest:
     def publishers(self) -> ModuleType:
         return importlib.import_module(f"{self.package}.publishers")
 
+    @property
+    def topology(self) -> ModuleType:
+        return importlib.import_module(f"{self.package}.topology")
+
 
 @cache
 def _scratch() -> Path:

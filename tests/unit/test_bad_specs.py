@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from generator import subset
 from generator.build import build
 from generator.load import load_text
 from generator.render import render
@@ -226,6 +227,169 @@ EXPECTED: dict[str, Expect] = {
         "invalid-example",
         count=3,
     ),
+    # -- payload schemas outside the supported subset (generator/subset.py) --
+    "unsupported_unique_items": expect(
+        "unsupported-keyword",
+        "uniqueItems is not supported",
+        "components.messages.FileRestored.payload.properties.tags.uniqueItems",
+        count=1,
+    ),
+    "unsupported_prefix_items": expect(
+        "unsupported-keyword",
+        "prefixItems is not supported",
+        "components.messages.FileRestored.payload.properties.position.prefixItems",
+        count=1,
+    ),
+    "unsupported_not": expect(
+        "unsupported-keyword",
+        "not is not supported",
+        "components.messages.FileRestored.payload.properties.owner.not",
+        count=1,
+    ),
+    "unsupported_if_then_else": expect(
+        "unsupported-keyword",
+        "if is not supported",
+        "components.messages.FileRestored.payload.properties.size.if",
+        count=3,
+    ),
+    "unsupported_one_of": expect(
+        "unsupported-keyword",
+        "oneOf is not supported",
+        "components.messages.FileRestored.payload.properties.origin.oneOf",
+        count=1,
+    ),
+    "unsupported_any_of": expect(
+        "unsupported-keyword",
+        "anyOf is not supported",
+        "components.messages.FileRestored.payload.properties.size.anyOf",
+        count=1,
+    ),
+    "unsupported_all_of": expect(
+        "unsupported-keyword",
+        "allOf is not supported",
+        "components.messages.FileRestored.payload.properties.owner.allOf",
+        count=1,
+    ),
+    "unsupported_mixed_enum": expect(
+        "unsupported-enum",
+        'enum [1, "one", null] is not supported',
+        "components.messages.FileRestored.payload.properties.level.enum",
+        count=1,
+    ),
+    "unsupported_float_enum": expect(
+        "unsupported-enum",
+        "enum [0.5, 1.5] is not supported",
+        "components.messages.FileRestored.payload.properties.ratio.enum",
+        count=1,
+    ),
+    "unsupported_object_const": expect(
+        "unsupported-const",
+        'const {"bucket": "trash"} is not supported',
+        "components.messages.FileRestored.payload.properties.origin.const",
+        count=1,
+    ),
+    "unsupported_open_object": expect(
+        "open-object",
+        "the object is open",
+        "components.messages.FileRestored.payload.properties.origin",
+        count=1,
+    ),
+    "unsupported_map": expect(
+        "open-object",
+        "additionalProperties with a schema (a map of free keys)",
+        "components.messages.FileRestored.payload.properties.labels.additionalProperties",
+        count=1,
+    ),
+    "unsupported_pattern_properties": expect(
+        "unsupported-keyword",
+        "patternProperties is not supported",
+        "components.messages.FileRestored.payload.properties.labels.patternProperties",
+        count=1,
+    ),
+    "unsupported_min_properties": expect(
+        "unsupported-keyword",
+        "minProperties is not supported",
+        "components.messages.FileRestored.payload.properties.origin.minProperties",
+        count=1,
+    ),
+    "unsupported_format": expect(
+        "unsupported-format",
+        "format 'iban' is not supported",
+        "components.messages.FileRestored.payload.properties.account.format",
+        count=1,
+    ),
+    "unsupported_lookahead": expect(
+        "invalid-pattern",
+        "pattern '^(?=.*[a-z]).+$' uses a construct",
+        "components.messages.FileRestored.payload.properties.name.pattern",
+        count=1,
+    ),
+    "unsupported_backreference": expect(
+        "invalid-pattern",
+        "pattern '^(.)\\\\1$' uses a construct",
+        "components.messages.FileRestored.payload.properties.name.pattern",
+        count=1,
+    ),
+    "unsupported_ref_sibling": expect(
+        "ref-sibling",
+        "maxLength beside $ref is not supported",
+        "components.messages.FileRestored.payload.properties.owner.maxLength",
+        count=1,
+    ),
+    "unsupported_keyword_type": expect(
+        "keyword-type-mismatch",
+        "minLength applies to string values, not to integer",
+        "components.messages.FileRestored.payload.properties.size.minLength",
+        count=1,
+    ),
+    "unsupported_no_type": expect(
+        "no-type",
+        "the schema has no type",
+        "components.messages.FileRestored.payload.properties.note",
+        count=1,
+    ),
+    "unsupported_type_union": expect(
+        "unsupported-type",
+        "type ['string', 'integer'] is not supported",
+        "components.messages.FileRestored.payload.properties.size.type",
+        count=1,
+    ),
+    "unsupported_nullable": expect(
+        "unsupported-keyword",
+        "nullable is not supported",
+        "components.messages.FileRestored.payload.properties.note.nullable",
+        count=1,
+    ),
+    "unsupported_unknown_required": expect(
+        "unknown-required",
+        "required property 'bucket' is not listed",
+        "components.messages.FileRestored.payload.properties.origin.required.0",
+        count=1,
+    ),
+    "unsupported_default_on_required": expect(
+        "default-on-required",
+        "required property 'fileId' has a default",
+        "components.messages.FileRestored.payload.properties.fileId.default",
+        count=1,
+    ),
+    "unsupported_unknown_keyword": expect(
+        "unknown-keyword",
+        "customTypePath is not a JSON Schema keyword",
+        "components.messages.FileRestored.payload.properties.owner.customTypePath",
+        count=1,
+    ),
+    "unsupported_component_unique_items": expect(
+        "unsupported-keyword",
+        "uniqueItems is not supported",
+        "components.schemas.Tags.uniqueItems",
+        count=1,
+    ),
+    "unsupported_three_keywords": expect(
+        "unsupported-keyword",
+        "uniqueItems is not supported",
+        "components.messages.FileRestored.payload.properties.tags.uniqueItems",
+        count=3,
+    ),
 }
 
 
@@ -404,6 +568,45 @@ def test_three_independent_errors_are_reported_together(runs: dict[str, Run]) ->
         "invalid-example",
     ]
     assert [int(d["line"]) for d in found] == marked_lines(CORPUS / "three_errors.yaml", "error")
+
+
+def test_three_unsupported_keywords_are_reported_together(runs: dict[str, Run]) -> None:
+    found = runs["unsupported_three_keywords"].diagnostics
+    assert [d["path"].rsplit(".", 2)[-2:] for d in found] == [
+        ["tags", "uniqueItems"],
+        ["owner", "not"],
+        ["labels", "patternProperties"],
+    ]
+    assert [int(d["line"]) for d in found] == marked_lines(
+        CORPUS / "unsupported_three_keywords.yaml", "error"
+    )
+
+
+SUBSET_CASES = [
+    n for n in CORPUS_CASES if n.startswith("unsupported_") and n != "unsupported_version"
+]
+NAMED_FIRST = {"unsupported-keyword", "unknown-keyword", "ref-sibling", "keyword-type-mismatch"}
+
+
+@pytest.mark.parametrize("name", SUBSET_CASES)
+def test_subset_refusals_name_the_keyword_and_the_fix(name: str, runs: dict[str, Run]) -> None:
+    """A refused keyword is named where it is written, and its hint is the one in the table."""
+    for found in runs[name].diagnostics:
+        keyword = found["path"].rsplit(".", 1)[-1]
+        if found["code"] in NAMED_FIRST:
+            assert found["message"].startswith(f"{keyword} "), found
+        elif found["code"] not in ("open-object", "no-type", "unknown-required"):
+            # these three point at the schema or at a `required` entry, not at a keyword
+            assert re.search(rf"\b{re.escape(keyword)}\b", found["message"]), found
+        if found["code"] == "unsupported-keyword":
+            assert found["hint"] == subset.REFUSED[keyword]
+        assert len(found["hint"]) > 20, found
+
+
+def test_a_refused_composition_is_not_also_untyped(runs: dict[str, Run]) -> None:
+    """anyOf/oneOf/allOf stand in for a type: `no-type` beside them would be noise."""
+    for name in ("unsupported_any_of", "unsupported_one_of", "unsupported_all_of"):
+        assert "no-type" not in {d["code"] for d in runs[name].diagnostics}, name
 
 
 def test_every_failure_names_its_spec_and_leaves_output(runs: dict[str, Run]) -> None:
