@@ -153,7 +153,7 @@ async def test_every_receive_operation_gets_its_typed_events(
                         await publisher.publish(event, **params)
                         expected.append((message.handler_method, message.class_name, str(params)))
                 await wait_for(
-                    lambda: len(recorder.calls) >= len(expected),
+                    lambda r=recorder, n=len(expected): len(r.calls) >= n,  # type: ignore[misc]
                     what=f"{op.key}: {len(expected)} events",
                 )
                 got = [
@@ -161,7 +161,7 @@ async def test_every_receive_operation_gets_its_typed_events(
                     for method, event, delivery in recorder.calls
                 ]
                 assert sorted(got) == sorted(expected)
-                for _, event, delivery in recorder.calls:
+                for _, _event, delivery in recorder.calls:
                     assert delivery.consumer == op.consumer.durable
                     assert "*" not in delivery.subject and ">" not in delivery.subject
                 checked += len(expected)
@@ -202,7 +202,7 @@ async def test_poison_is_dead_lettered_and_the_rest_goes_on(
             )
             try:
                 await wait_for(
-                    lambda: len(recorder.calls) >= 2 and stats.dead_lettered >= 1,
+                    lambda r=recorder, st=stats: len(r.calls) >= 2 and st.dead_lettered >= 1,  # type: ignore[misc]
                     what=f"{op.key}: two good events and one dead letter",
                 )
             finally:
@@ -220,9 +220,7 @@ async def test_poison_is_dead_lettered_and_the_rest_goes_on(
 def _dlq_stream(sut: SpecUnderTest, subject: str) -> str:
     from generator.subjects import contains
 
-    return next(
-        s.name for s in sut.doc.streams if any(contains(p, subject) for p in s.subjects)
-    )
+    return next(s.name for s in sut.doc.streams if any(contains(p, subject) for p in s.subjects))
 
 
 def examples(sut: SpecUnderTest, pointer: str) -> list[tuple[str, Any]]:
