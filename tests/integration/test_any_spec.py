@@ -152,8 +152,9 @@ async def test_every_receive_operation_gets_its_typed_events(
                         event = model.model_validate_json(json.dumps(payload))
                         await publisher.publish(event, **params)
                         expected.append((message.handler_method, message.class_name, str(params)))
+                wanted = len(expected)
                 await wait_for(
-                    lambda r=recorder, n=len(expected): len(r.calls) >= n,  # type: ignore[misc]
+                    lambda r=recorder, n=wanted: len(r.calls) >= n,  # type: ignore[misc]
                     what=f"{op.key}: {len(expected)} events",
                 )
                 got = [
