@@ -151,7 +151,8 @@ class _Builder:
         channels = self.build_channels(streams, messages)
         operations = self.build_operations(streams, channels, messages)
         models_schema = self.build_models_schema(messages)
-        self.check_examples(messages, models_schema)
+        if not any(d.code == "invalid-schema" for d in self.errors):  # else it cannot validate
+            self.check_examples(messages, models_schema)
         return Document(
             spec_path=self.spec.path,
             title=info["title"],
@@ -690,7 +691,8 @@ class _Builder:
             defs[class_name] = self.rewrite_refs(components[name], pointer, pending)
             sources[class_name] = pointer
         for class_name in sorted(defs):
-            problems = list(subset.check(defs[class_name], sources[class_name]))
+            problems = list(subset.check_metaschema(defs[class_name], sources[class_name]))
+            problems = problems or list(subset.check(defs[class_name], sources[class_name]))
             for problem in problems:
                 self.error(problem.pointer, problem.code, problem.message, problem.hint)
             if not problems:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from jsonschema import Draft202012Validator
 from pydantic import Field, TypeAdapter
 from pydantic_core import SchemaError
 
@@ -108,6 +109,21 @@ class Problem:
     code: str
     message: str
     hint: str
+
+
+def check_metaschema(schema: Any, pointer: str) -> Iterator[Problem]:
+    """Where `schema` is not a JSON Schema at all (`maximum: "1e20"`, as YAML reads `1e20`)."""
+    for error in _METASCHEMA.iter_errors(schema):
+        path = "".join(f"/{escape_pointer_token(p)}" for p in error.absolute_path)
+        yield Problem(
+            pointer + path,
+            "invalid-schema",
+            f"not a valid JSON Schema: {error.message}",
+            "fix the keyword's value (YAML reads 1e20 as a string: write 1.0e+20)",
+        )
+
+
+_METASCHEMA = Draft202012Validator(Draft202012Validator.META_SCHEMA)
 
 
 def check(schema: Any, pointer: str) -> Iterator[Problem]:

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPECS: dict[str, Path] = {
     "filetrash": REPO / "asyncapi" / "asyncapi.yaml",
     "shop": REPO / "tests" / "specs" / "shop.yaml",
+    "edge_schemas": REPO / "tests" / "specs" / "edge_schemas.yaml",
 }
 """Every spec the spec-generic tests run on, by a short name."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ class Subject:
         schema = self.deref(self.defs[class_name])
         for key in path:
             schema = self.deref(
-                schema["items"] if isinstance(key, int) else schema["properties"][key]
+                schema.get("items", {}) if isinstance(key, int) else schema["properties"][key]
             )
         return schema
 
@@ -489,16 +490,18 @@ def number_cases(schema: dict[str, Any], value: Any, case: CaseMaker) -> Iterato
 
     if "minimum" in schema:
         low = schema["minimum"]
-        yield case("below-minimum", low - (step or 1), "minimum")
-        if fits(low):
-            yield case("at-minimum", low, "")
-        if low <= 0 < schema.get("maximum", 1) and fits(-1):
+        yield case("below-minimum", low - max(step or 1, abs(low) * 1e-9), "minimum")
+        edge = math.ceil(low) if "integer" in _kinds(schema) else low
+        if fits(edge):
+            yield case("at-minimum", edge, "")
+        if -1 < low <= 0 < schema.get("maximum", 1) and fits(-1):
             yield case("negative", -1, "minimum")
     if "maximum" in schema:
         high = schema["maximum"]
-        yield case("above-maximum", high + (step or 1), "maximum")
-        if fits(high):
-            yield case("at-maximum", high, "")
+        yield case("above-maximum", high + max(step or 1, abs(high) * 1e-9), "maximum")
+        edge = math.floor(high) if "integer" in _kinds(schema) else high
+        if fits(edge):
+            yield case("at-maximum", edge, "")
     if "exclusiveMinimum" in schema:
         yield case("at-exclusive-minimum", schema["exclusiveMinimum"], "exclusiveMinimum")
     if "exclusiveMaximum" in schema:
