@@ -354,6 +354,12 @@ EXPECTED: dict[str, Expect] = {
         "components.messages.FileRestored.payload.properties.size.type",
         count=1,
     ),
+    "invalid_schema_value": expect(
+        "invalid-schema",
+        "not a valid JSON Schema: '1e6' is not of type 'number'",
+        "components.messages.FileRestored.payload.properties.size.maximum",
+        count=1,
+    ),
     "unsupported_nullable": expect(
         "unsupported-keyword",
         "nullable is not supported",
