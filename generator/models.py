@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from typing import Any
 
 from datamodel_code_generator import (  # type: ignore[attr-defined]
@@ -42,6 +43,17 @@ def render_models(models_schema: str, header: str) -> str:
     schema: dict[str, Any] = json.loads(models_schema)
     if not schema["$defs"]:
         return f"{header}\n"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = _generate(schema, header)
+    dropped = [str(w.message) for w in caught if "without this constraint" in str(w.message)]
+    if dropped:
+        # A model without a constraint the schema has would accept what the schema refuses.
+        raise ModelGenerationError(dropped[0])
+    return _drop_class(code, _ROOT)
+
+
+def _generate(schema: dict[str, Any], header: str) -> str:
     try:
         code = generate(
             for_pydantic(schema),
@@ -82,7 +94,7 @@ def render_models(models_schema: str, header: str) -> str:
         raise ModelGenerationError(
             "datamodel-code-generator produced several modules; expected one"
         )
-    return _drop_class(code, _ROOT)
+    return code
 
 
 def for_pydantic(schema: dict[str, Any]) -> dict[str, Any]:

@@ -294,6 +294,15 @@ def _check_string(schema: dict[str, Any], pointer: str) -> Iterator[Problem]:
             f"format {name!r} is not supported",
             f"use one of {', '.join(sorted(formats.FORMATS))}, or a pattern",
         )
+    if name in PARSED_FORMATS:
+        for key in sorted({"minLength", "maxLength", "pattern"} & set(schema)):
+            yield Problem(
+                _at(pointer, key),
+                "keyword-format-mismatch",
+                f"{key} beside format {name} is not supported: the model holds the parsed "
+                "value, not its text",
+                f"drop {key}: format {name} already fixes the spelling",
+            )
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         problem = pattern_problem(pattern)
