@@ -40,12 +40,7 @@ X_IMPORT_OS_OS_SYSTEM_X: ConsumerEndpoint[XImportOsOsSystemXHandler, Evil] = Con
         (
             SubjectParameter(
                 "kind",
-                enum=(
-                    'a"""',
-                    "b'''\\",
-                    "#{{x}}{%if%}",
-                    "c');exec('x')#",
-                ),
+                enum=('a"""', "b'''\\", "#{{x}}{%if%}", "c');exec('x')#"),
                 pattern='[^.\\s]+|"""\n import os; os.system("x")',
             ),
         ),

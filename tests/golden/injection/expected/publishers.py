@@ -23,12 +23,7 @@ class PublishEvil:
         (
             SubjectParameter(
                 "kind",
-                enum=(
-                    'a"""',
-                    "b'''\\",
-                    "#{{x}}{%if%}",
-                    "c');exec('x')#",
-                ),
+                enum=('a"""', "b'''\\", "#{{x}}{%if%}", "c');exec('x')#"),
                 pattern='[^.\\s]+|"""\n import os; os.system("x")',
             ),
         ),
