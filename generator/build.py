@@ -324,7 +324,7 @@ class _Builder:
                         f"use {{{name}}} in the address or remove the declaration",
                     )
         parameters: list[Parameter] = []
-        python_names: dict[str, str] = {}
+        python_names: dict[str, Parameter] = {}
         for name in names:
             ppointer = f"{pointer}/parameters/{escape_pointer_token(name)}"
             if declared is not None and name not in declared:
@@ -343,13 +343,13 @@ class _Builder:
                     continue
                 spec, ppointer = resolved
             parameter = self.build_parameter(key, name, spec, ppointer, declared is not None)
-            other = python_names.setdefault(parameter.python_name, name)
-            if other != name:
+            other = python_names.setdefault(parameter.python_name, parameter)
+            if other is not parameter:
                 self.error(
                     ppointer,
                     "parameter-collision",
-                    f"parameters {other} and {name} of channel {key} both become the Python "
-                    f"name {parameter.python_name!r}",
+                    f"parameters {other.name} ({other.where}) and {name} of channel {key} both "
+                    f"become the Python name {parameter.python_name!r}",
                     "rename one of them",
                 )
             parameters.append(parameter)
