@@ -11,6 +11,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field, TypeAdapter
 
+from handwritten.runtime.addresses import Address
 from handwritten.runtime.contract import ConsumerEndpoint, Delivery
 
 from .models import FileDeletedEvent, FilePlacedInTrashEvent, FilePurgedEvent
@@ -56,6 +57,7 @@ ANALYTICS_SERVICE: ConsumerEndpoint[AnalyticsServiceHandler, AnalyticsServiceEve
         operation="analyticsService",
         durable="analytics-service",
         stream="FILE_EVENTS",
+        address=Address("files.>"),
         filter_subject="files.>",
         dead_letter_subject="dlq.files.analytics-service",
         event_types=(
@@ -89,6 +91,7 @@ AUDIT_LOGGER: ConsumerEndpoint[AuditLoggerHandler, FileDeletedEvent] = ConsumerE
     operation="auditLogger",
     durable="audit-logger",
     stream="FILE_EVENTS",
+    address=Address("files.deleted"),
     filter_subject="files.deleted",
     dead_letter_subject="dlq.files.audit-logger",
     event_types=("FileDeletedEvent",),
@@ -117,6 +120,7 @@ CLEANUP_SERVICE: ConsumerEndpoint[CleanupServiceHandler, FileDeletedEvent] = Con
     operation="cleanupService",
     durable="cleanup-service",
     stream="FILE_EVENTS",
+    address=Address("files.deleted"),
     filter_subject="files.deleted",
     dead_letter_subject="dlq.files.cleanup-service",
     event_types=("FileDeletedEvent",),
@@ -148,6 +152,7 @@ NOTIFICATION_SERVICE: ConsumerEndpoint[NotificationServiceHandler, FilePlacedInT
         operation="notificationService",
         durable="notification-service",
         stream="FILE_EVENTS",
+        address=Address("files.trashed"),
         filter_subject="files.trashed",
         dead_letter_subject="dlq.files.notification-service",
         event_types=("FilePlacedInTrashEvent",),
@@ -177,6 +182,7 @@ TRASH_PROCESSOR: ConsumerEndpoint[TrashProcessorHandler, FileDeletedEvent] = Con
     operation="trashProcessor",
     durable="trash-processor",
     stream="FILE_EVENTS",
+    address=Address("files.deleted"),
     filter_subject="files.deleted",
     dead_letter_subject="dlq.files.trash-processor",
     event_types=("FileDeletedEvent",),

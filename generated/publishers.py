@@ -29,7 +29,7 @@ class PublishFileDeleted:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
         return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
@@ -50,7 +50,7 @@ class PublishFilePlacedInTrash:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
         return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
@@ -71,7 +71,7 @@ class PublishFilePurged:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
         return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)

@@ -21,7 +21,7 @@ from referencing import Registry, Resource
 from generator import formats, naming, subjects, subset
 from generator.diagnostics import Diagnostic, Level, Location, SpecError, escape_pointer_token
 from generator.formats import format_checker
-from generator.ir import Channel, Consumer, Document, Message, Operation, Stream
+from generator.ir import Channel, Consumer, Document, Message, Operation, Parameter, Stream
 from generator.load import Spec
 
 _SCHEMAS = Path(__file__).parent / "schemas"
@@ -29,6 +29,7 @@ _ISO_DURATION = re.compile(
     r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _PARAMETER = re.compile(r"\{([^{}]*)\}")
+_PARAMETER_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 _SCHEMA_REF = "#/components/schemas/"
 
 
@@ -274,6 +275,7 @@ class _Builder:
                     f"is captured by {owners[0]}",
                     f"bind it to {owners[0]} or move the subject",
                 )
+            parameters = self.build_parameters(key, raw, pointer)
             keys = []
             for mkey, mnode in raw["messages"].items():
                 message = self.build_message(
@@ -282,9 +284,149 @@ class _Builder:
                 if message is not None:
                     keys.append(message.key)
             channels[key] = Channel(
-                key, address, subject, bound, tuple(keys), self.spec.where(pointer)
+                key, address, subject, bound, tuple(keys), self.spec.where(pointer), parameters
             )
         return channels
+
+    def build_parameters(
+        self, key: str, raw: dict[str, Any], pointer: str
+    ) -> tuple[Parameter, ...]:
+        """The parameters of a channel's address, in address order, each checked: declared
+        (when the channel has a `parameters` object), used, with values that are single NATS
+        tokens matching the pattern, and with distinct Python names."""
+        address = raw["address"]
+        apointer = f"{pointer}/address"
+        declared = raw.get("parameters")
+        names: list[str] = []
+        for name in _PARAMETER.findall(address):
+            if not _PARAMETER_NAME.fullmatch(name):
+                self.error(
+                    apointer,
+                    "invalid-parameter-name",
+                    f"channel {key} has the parameter {{{name}}} in its address",
+                    "name parameters with letters, digits, '_' and '-'",
+                )
+            elif name in names:
+                self.error(
+                    apointer,
+                    "repeated-parameter",
+                    f"parameter {{{name}}} appears twice in the address {address}",
+                    "use each parameter once; give the other token its own parameter",
+                )
+            else:
+                names.append(name)
+        if declared is not None:
+            for name in declared:
+                if name not in names:
+                    self.error(
+                        f"{pointer}/parameters/{escape_pointer_token(name)}",
+                        "unused-parameter",
+                        f"parameter {name} of channel {key} is not in its address {address}",
+                        f"use {{{name}}} in the address or remove the declaration",
+                    )
+        parameters: list[Parameter] = []
+        python_names: dict[str, Parameter] = {}
+        for name in names:
+            ppointer = f"{pointer}/parameters/{escape_pointer_token(name)}"
+            if declared is not None and name not in declared:
+                self.error(
+                    apointer,
+                    "undeclared-parameter",
+                    f"the address {address} of channel {key} uses {{{name}}}, which is not "
+                    "declared under its parameters",
+                    f"declare {name} under channels.{key}.parameters",
+                )
+                continue
+            spec: dict[str, Any] = {}
+            if declared is not None:
+                resolved = self.resolve(declared[name], ppointer)
+                if resolved is None:
+                    continue
+                spec, ppointer = resolved
+            parameter = self.build_parameter(key, name, spec, ppointer, declared is not None)
+            other = python_names.setdefault(parameter.python_name, parameter)
+            if other is not parameter:
+                self.error(
+                    ppointer,
+                    "parameter-collision",
+                    f"parameters {other.name} ({other.where}) and {name} of channel {key} both "
+                    f"become the Python name {parameter.python_name!r}",
+                    "rename one of them",
+                )
+            parameters.append(parameter)
+        return tuple(parameters)
+
+    def build_parameter(
+        self, channel: str, name: str, spec: dict[str, Any], pointer: str, declared: bool
+    ) -> Parameter:
+        pattern = spec.get("x-pattern")
+        regex: re.Pattern[str] | None = None
+        if pattern is not None:
+            try:
+                regex = re.compile(pattern)
+            except re.error as exc:
+                self.error(
+                    f"{pointer}/x-pattern",
+                    "invalid-pattern",
+                    f"x-pattern {pattern!r} of parameter {name} is not a regular expression: {exc}",
+                    "fix the pattern (Python's re syntax; the whole value must match it)",
+                )
+        enum = tuple(spec.get("enum", ()))
+        values = [(f"enum/{i}", v, "enum value") for i, v in enumerate(enum)]
+        values += [(f"examples/{i}", v, "example") for i, v in enumerate(spec.get("examples", []))]
+        if "default" in spec:
+            values.append(("default", spec["default"], "default"))
+        for at, value, what in values:
+            why = _value_problem(value, regex, pattern)
+            if why is None and what != "enum value" and enum and value not in enum:
+                why = f"is not one of its enum values {', '.join(enum)}"
+            if why is not None:
+                self.error(
+                    f"{pointer}/{at}",
+                    "invalid-parameter-value",
+                    f"{what} {value!r} of parameter {name} (channel {channel}) {why}",
+                    "a parameter value is exactly one subject token: non-empty, without '.', "
+                    "'*', '>' or whitespace, and matching the parameter's enum and x-pattern",
+                )
+        return Parameter(
+            name=name,
+            python_name=naming.snake(name),
+            description=naming.one_line(spec.get("description"), limit=4096),
+            enum=enum,
+            default=spec.get("default"),
+            examples=tuple(spec.get("examples", ())),
+            pattern=pattern,
+            location=spec.get("location"),
+            declared=declared,
+            where=self.spec.where(pointer),
+        )
+
+    def check_parameter_tokens(
+        self, channel: Channel, subject: str, pointer: str, code: str, what: str
+    ) -> None:
+        """Each literal token of `subject` that stands where `channel` has a parameter must be
+        a value that parameter accepts (messages there would all be dead-lettered)."""
+        tokens = subject.split(".")
+        for position, token in enumerate(channel.address.split(".")):
+            found = _PARAMETER.fullmatch(token)
+            if found is None or position >= len(tokens) or tokens[position] in ("*", ">"):
+                continue
+            parameter = next((p for p in channel.parameters if p.name == found.group(1)), None)
+            if parameter is None:
+                continue
+            value = tokens[position]
+            regex = _compiled(parameter.pattern)
+            why = _value_problem(value, regex, parameter.pattern)
+            if why is None and parameter.enum and value not in parameter.enum:
+                why = f"is not one of {', '.join(parameter.enum)}"
+            if why is not None:
+                self.error(
+                    pointer,
+                    code,
+                    f"{what} has {value!r} where channel {channel.key} has the parameter "
+                    f"{parameter.name}, but {value!r} {why}",
+                    f"use a value that {parameter.name} accepts",
+                )
 
     def build_message(
         self, key: str, node: Any, pointer: str, messages: dict[str, Message]
@@ -407,6 +549,14 @@ class _Builder:
                 self.check_routable(key, pointer, op_messages, messages)
             else:
                 self.check_sendable(key, pointer, op_messages, messages)
+                if any(t in ("*", ">") for t in channel.address.split(".")):
+                    self.error(
+                        f"{pointer}/channel",
+                        "wildcard-send",
+                        f"send operation {key} publishes on {channel.address}, which has a "
+                        "wildcard: a message goes to one concrete subject",
+                        "send on a channel whose variable tokens are {parameters}",
+                    )
             if action == "send" and "x-jetstream-consumer" in raw:
                 self.error(
                     f"{pointer}/x-jetstream-consumer",
@@ -580,6 +730,25 @@ class _Builder:
                 f"{stream.name} ({', '.join(stream.subjects)})",
                 "filter a subject that the stream captures",
             )
+        if channel.parameters and subjects.is_valid_subject(filter_subject):
+            where = f"{cpointer}/filter_subject" if "filter_subject" in settings else pointer
+            if not subjects.contains(channel.subject, filter_subject):
+                self.error(
+                    where,
+                    "filter-outside-channel",
+                    f"consumer {durable} filters {filter_subject!r}, wider than its channel's "
+                    f"address {channel.address}: the parameters of a subject outside it cannot "
+                    "be read",
+                    f"filter {channel.subject} or a subject inside it",
+                )
+            else:
+                self.check_parameter_tokens(
+                    channel,
+                    filter_subject,
+                    where,
+                    "invalid-parameter-value",
+                    f"consumer {durable}'s filter {filter_subject}",
+                )
         backoff = tuple(seconds(v) for v in settings.get("backoff", ()))
         ack_wait = seconds(settings["ack_wait"]) if "ack_wait" in settings else None
         max_deliver = settings.get("max_deliver")
@@ -644,6 +813,13 @@ class _Builder:
             )
             return ""
         subject = _PARAMETER.sub(durable, channel.address)
+        self.check_parameter_tokens(
+            channel,
+            subject,
+            pointer,
+            "invalid-parameter-value",
+            f"the dead-letter subject {subject} of {durable}",
+        )
         if subjects.contains(filter_subject, subject):
             self.error(
                 pointer,
@@ -813,6 +989,29 @@ class _Builder:
                     f"message {message.key} has fewer than two examples",
                     "examples document the message and feed the conformance tests",
                 )
+
+
+def _compiled(pattern: str | None) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern) if pattern is not None else None
+    except re.error:
+        return None  # reported where the pattern is declared
+
+
+def _value_problem(value: str, regex: re.Pattern[str] | None, pattern: str | None) -> str | None:
+    """Why `value` cannot stand for a parameter (not one NATS token, not matching its
+    pattern), or None."""
+    if not value:
+        return "is empty"
+    if "." in value:
+        return "contains '.', which would split it into several tokens"
+    if "*" in value or ">" in value:
+        return "contains a wildcard ('*' or '>')"
+    if any(c.isspace() for c in value):
+        return "contains whitespace"
+    if regex is not None and not regex.fullmatch(value):
+        return f"does not match its x-pattern {pattern!r}"
+    return None
 
 
 def _leaves(error: jsonschema.ValidationError) -> Iterable[jsonschema.ValidationError]:

@@ -46,6 +46,28 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Parameter:
+    """One `{name}` of a channel address; it stands for exactly one subject token."""
+
+    name: str
+    """As written in the address and under `parameters` (the key of `Delivery.parameters`)."""
+    python_name: str
+    """The publisher's keyword argument."""
+    description: str
+    enum: tuple[str, ...]
+    default: str | None
+    examples: tuple[str, ...]
+    pattern: str | None
+    """`x-pattern`: a regular expression the whole value must match."""
+    location: str | None
+    """AsyncAPI's runtime expression saying where in the message the value also is; kept for
+    readers, not used by the generated code."""
+    declared: bool
+    """False for a `{name}` of an address without a `parameters` object: any single token."""
+    where: Location
+
+
+@dataclass(frozen=True, slots=True)
 class Channel:
     key: str
     address: str
@@ -54,6 +76,8 @@ class Channel:
     stream: str
     messages: tuple[str, ...]
     location: Location
+    parameters: tuple[Parameter, ...] = ()
+    """In the order they appear in the address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +135,9 @@ class Document:
 
     def message(self, key: str) -> Message:
         return next(m for m in self.messages if m.key == key)
+
+    def channel(self, key: str) -> Channel:
+        return next(c for c in self.channels if c.key == key)
 
     @property
     def senders(self) -> tuple[Operation, ...]:

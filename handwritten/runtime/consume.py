@@ -12,8 +12,8 @@ Delivery semantics (at least once — handlers must be idempotent):
   too and spend one of its deliveries, so that a long database outage would drain the stream
   into the dead-letter stream — and tries one message at a time, less and less often (up to
   `pause_max`), until one succeeds; then it pulls at full speed again.
-- Bytes that are no valid event, or a handler raising `PermanentError`, are dead-lettered at
-  once. A dead letter is termed only after the DLQ stream confirmed the copy; if the copy
+- Bytes that are no valid event, a subject whose parameter values the channel does not
+  accept, or a handler raising `PermanentError`, are dead-lettered at once. A dead letter is termed only after the DLQ stream confirmed the copy; if the copy
   fails, the message is nak'ed (or, on its last delivery, held with +WPI and retried) — nothing
   leaves the stream uncopied.
 - A handler with only per-message methods gets each message on its own, at most `batch_size`
@@ -66,6 +66,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo, Header
 from pydantic import ValidationError
 
+from handwritten.runtime.addresses import InvalidSubjectParameter, SubjectOutsideAddress
 from handwritten.runtime.advisories import MaxDeliveriesWatcher
 from handwritten.runtime.contract import (
     BatchResult,
@@ -468,7 +469,7 @@ class Confirmations:
             future.set_result(None)
 
 
-def _delivery(msg: Msg) -> Delivery:
+def _delivery(msg: Msg, parameters: dict[str, str]) -> Delivery:
     meta = msg.metadata
     return Delivery(
         subject=msg.subject,
@@ -477,7 +478,19 @@ def _delivery(msg: Msg) -> Delivery:
         consumer=meta.consumer,
         num_delivered=meta.num_delivered,
         headers=dict(msg.headers or {}),
+        parameters=parameters,
     )
+
+
+def read_parameters(endpoint: ConsumerEndpoint[Any, Any], subject: str) -> dict[str, str] | str:
+    """The parameter values of a delivered subject, or why it can never be handled: a value its
+    channel does not accept (not in the enum, not matching the pattern), or a subject outside
+    the channel's address. Either way every redelivery would fail the same, so the loop
+    dead-letters it as `invalid-subject`."""
+    try:
+        return endpoint.address.parse(subject)
+    except (InvalidSubjectParameter, SubjectOutsideAddress) as error:
+        return one_line(str(error))
 
 
 class _Consumer:
@@ -705,6 +718,10 @@ class _Consumer:
     # -- one message -----------------------------------------------------------------------
 
     async def _process(self, msg: Msg) -> None:
+        parameters = read_parameters(self.endpoint, msg.subject)
+        if isinstance(parameters, str):
+            await self._give_up(msg, "invalid-subject", parameters)
+            return
         try:
             event = self.endpoint.decode(msg.data)
         except ValidationError as error:
@@ -714,7 +731,7 @@ class _Consumer:
         except Exception as error:
             await self._failed(msg, error)
             return
-        await self._handle_one(msg, event, _delivery(msg))
+        await self._handle_one(msg, event, _delivery(msg, parameters))
 
     async def _handle_one(self, msg: Msg, event: Any, delivery: Delivery) -> None:
         try:
@@ -759,6 +776,10 @@ class _Consumer:
         items: list[tuple[Msg, Any, Delivery]] = []
         aside: list[Awaitable[None]] = []
         for msg in msgs:
+            parameters = read_parameters(self.endpoint, msg.subject)
+            if isinstance(parameters, str):
+                aside.append(self._give_up(msg, "invalid-subject", parameters))
+                continue
             try:
                 event = self.endpoint.decode(msg.data)
             except ValidationError as error:
@@ -768,7 +789,7 @@ class _Consumer:
             except Exception as error:
                 aside.append(self._failed(msg, error))
                 continue
-            items.append((msg, event, _delivery(msg)))
+            items.append((msg, event, _delivery(msg, parameters)))
         alongside = asyncio.gather(*aside) if aside else None
         try:
             if items:

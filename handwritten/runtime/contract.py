@@ -1,7 +1,7 @@
 """The small surface that generated code depends on (like sqlc's DBTX).
 
-Generated publishers, consumer endpoints and topology import only this module, pydantic and
-nats.js.api; everything that talks to a server lives elsewhere in the runtime and satisfies
+Generated publishers, consumer endpoints and topology import only this module, `addresses`
+(channel addresses with parameters), pydantic and nats.js.api; everything that talks to a server lives elsewhere in the runtime and satisfies
 these protocols.
 """
 
@@ -20,6 +20,7 @@ from typing import (
 from nats.js.api import ConsumerConfig
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from handwritten.runtime.addresses import Address
 from handwritten.runtime.wire import FieldRule, conform_fields, field_rules
 
 HandlerT = TypeVar("HandlerT")
@@ -73,7 +74,12 @@ class PublishMany(Publish, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """Where a message came from, handed to handlers next to the decoded event."""
+    """Where a message came from, handed to handlers next to the decoded event.
+
+    `parameters` holds the values of the channel address's parameters, read from `subject`
+    and already checked against their enum and pattern (`orders.{region}.placed` delivered on
+    `orders.eu.placed` gives `{"region": "eu"}`), keyed by the parameter's name in the spec.
+    """
 
     subject: str
     stream: str
@@ -81,6 +87,7 @@ class Delivery:
     consumer: str
     num_delivered: int
     headers: Mapping[str, str] = field(default_factory=dict)
+    parameters: Mapping[str, str] = field(default_factory=dict)
 
 
 class PermanentError(Exception):
@@ -125,12 +132,14 @@ class ConsumerEndpoint(Generic[HandlerT, EventT]):
 
     `decode` raises `pydantic.ValidationError` for bytes that are not a valid event of this
     operation (not JSON, schema-invalid, unknown `eventType`); `dispatch` calls the handler's
-    method for the event's type.
+    method for the event's type. `address` is the channel's address, from which the loop reads
+    each delivery's `parameters`.
     """
 
     operation: str
     durable: str
     stream: str
+    address: Address
     filter_subject: str
     dead_letter_subject: str
     event_types: tuple[str, ...]

@@ -36,9 +36,15 @@ from handwritten.runtime.jetstream import (
 log = logging.getLogger(__name__)
 
 DeadLetterReason = Literal[
-    "invalid-json", "schema-invalid", "unknown-event-type", "permanent-error", "max-deliver"
+    "invalid-subject",
+    "invalid-json",
+    "schema-invalid",
+    "unknown-event-type",
+    "permanent-error",
+    "max-deliver",
 ]
 REASONS: Final[tuple[DeadLetterReason, ...]] = (
+    "invalid-subject",
     "invalid-json",
     "schema-invalid",
     "unknown-event-type",

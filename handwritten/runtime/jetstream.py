@@ -29,6 +29,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
+from handwritten.runtime.addresses import wildcard_tokens
 from handwritten.runtime.contract import OutgoingMessage, PublishResult
 from handwritten.runtime.errors import JETSTREAM_UNAVAILABLE, is_jetstream_error
 
@@ -49,6 +50,25 @@ class PublishFailed(Exception):
 
 class NoStreamCaptures(PublishFailed):
     """No stream captures the subject: nothing was stored, and retrying will not help."""
+
+
+class WildcardSubject(ValueError):
+    """A publish to a subject with a wildcard token (`*`, `>`): JetStream stores a message on
+    one concrete subject, so nothing was sent."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"cannot publish to {subject}: its {' and '.join(wildcard_tokens(subject))} token "
+            "is a wildcard, and a message goes to one concrete subject; fill every parameter "
+            "(the generated publishers take them as keyword arguments); nothing was sent"
+        )
+        self.subject = subject
+
+
+def require_concrete(subject: str) -> None:
+    """Raise `WildcardSubject` when `subject` has a `*` or `>` token."""
+    if wildcard_tokens(subject):
+        raise WildcardSubject(subject)
 
 
 class PayloadTooLarge(Exception):
@@ -129,6 +149,7 @@ class JetStreamPublisher:
     ) -> PublishResult:
         if not msg_id:
             raise ValueError("msg_id must not be empty: it is what makes a retry safe")
+        require_concrete(subject)
         all_headers = {**(headers or {}), MSG_ID_HEADER: msg_id}
         limit = self._max_payload()
         if limit and len(payload) + headers_size(all_headers) > limit:
@@ -175,7 +196,10 @@ class JetStreamPublisher:
         subscription, no request or timer per message). Those without a PubAck are sent again,
         with the same Nats-Msg-Id, for as many attempts and as long as `publish` retries;
         item i is message i's result, or `PublishFailed` (`NoStreamCaptures`) at the end, or
-        the stream's refusal."""
+        the stream's refusal. A message with a wildcard subject raises `WildcardSubject` before
+        any of them is sent: that is a bug in the caller, not a failure of one message."""
+        for message in messages:
+            require_concrete(message.subject)
         results: list[PublishResult | Exception | None] = [None] * len(messages)
         todo = list(range(len(messages)))
         delay = RETRY_DELAY_FIRST

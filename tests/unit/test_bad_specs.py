@@ -396,6 +396,68 @@ EXPECTED: dict[str, Expect] = {
         "components.messages.FileRestored.payload.properties.tags.uniqueItems",
         count=3,
     ),
+    "undeclared_parameter": expect(
+        "undeclared-parameter",
+        "uses {tenant}, which is not declared under its parameters",
+        "channels.filesRestored.address",
+    ),
+    "unused_parameter": expect(
+        "unused-parameter",
+        "parameter tenant of channel filesRestored is not in its address",
+        "channels.filesRestored.parameters.tenant",
+    ),
+    "invalid_parameter_value": expect(
+        "invalid-parameter-value",
+        "enum value 'eu.west' of parameter region (channel filesRestored) contains '.'",
+        "channels.filesRestored.parameters.region.enum.1",
+        count=3,
+    ),
+    "parameter_pattern_mismatch": expect(
+        "invalid-parameter-value",
+        "enum value 'usa' of parameter region (channel filesRestored) does not match its "
+        "x-pattern '[a-z]{2}'",
+        "channels.filesRestored.parameters.region.enum.1",
+    ),
+    "invalid_parameter_pattern": expect(
+        "invalid-pattern",
+        "x-pattern '[a-z' of parameter region is not a regular expression",
+        "channels.filesRestored.parameters.region.x-pattern",
+    ),
+    "parameter_name_collision": expect(
+        "parameter-collision",
+        "of channel filesRestored both become the Python name 'shop_id'",
+        "channels.filesRestored.parameters.shop_id",
+    ),
+    "repeated_parameter": expect(
+        "repeated-parameter",
+        "parameter {id} appears twice in the address files.{id}.{id}",
+        "channels.filesRestored.address",
+    ),
+    "parameter_with_schema": expect(
+        "structure", "('schema' was unexpected)", "channels.filesRestored.parameters.region"
+    ),
+    "filter_outside_channel": expect(
+        "filter-outside-channel",
+        "consumer restore-auditor filters 'files.*.*', wider than its channel's address",
+        "operations.restoreAuditor.x-jetstream-consumer.filter_subject",
+    ),
+    "filter_parameter_value": expect(
+        "invalid-parameter-value",
+        "filter files.xx.restored has 'xx' where channel filesRestored has the parameter region, "
+        "but 'xx' is not one of eu, us",
+        "operations.restoreAuditor.x-jetstream-consumer.filter_subject",
+    ),
+    "wildcard_send": expect(
+        "wildcard-send",
+        "send operation publishAnything publishes on files.*, which has a wildcard",
+        "operations.publishAnything.channel",
+    ),
+    "dead_letter_parameter": expect(
+        "invalid-parameter-value",
+        "has 'trash-processor' where channel deadLetters has the parameter consumer, but "
+        "'trash-processor' does not match its x-pattern '[a-z]+'",
+        "operations.trashProcessor.x-jetstream-consumer.dead_letter",
+    ),
 }
 
 

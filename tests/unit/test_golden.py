@@ -112,6 +112,7 @@ def test_injection_golden_case_is_inert() -> None:
             "pydantic",
             "collections.abc",
             "nats.js.api",
+            "handwritten.runtime.addresses",
             "handwritten.runtime.contract",
             "models",
         }, (rel, imported)

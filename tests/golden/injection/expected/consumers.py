@@ -9,6 +9,7 @@ operation (not JSON, schema-invalid, unknown `eventType`): the loop dead-letters
 
 from typing import Any, Protocol
 
+from handwritten.runtime.addresses import Address, SubjectParameter
 from handwritten.runtime.contract import ConsumerEndpoint, Delivery
 
 from .models import Evil
@@ -34,7 +35,17 @@ X_IMPORT_OS_OS_SYSTEM_X: ConsumerEndpoint[XImportOsOsSystemXHandler, Evil] = Con
     operation='x"); import os; os.system("x") #',
     durable="handle-evil",
     stream="EVIL",
-    filter_subject="evil.things",
+    address=Address(
+        "evil.{kind}.things",
+        (
+            SubjectParameter(
+                "kind",
+                enum=('a"""', "b'''\\", "#{{x}}{%if%}", "c');exec('x')#"),
+                pattern='[^.\\s]+|"""\n import os; os.system("x")',
+            ),
+        ),
+    ),
+    filter_subject="evil.*.things",
     dead_letter_subject="dlq.evil.handle-evil",
     event_types=('Evil"""\nimport os; os.system("x")#',),
     decode=_decode_x_import_os_os_system_x,

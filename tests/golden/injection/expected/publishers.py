@@ -7,8 +7,9 @@ gives one, so a retried publish is stored once within the stream's duplicate win
 """
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Literal
 
+from handwritten.runtime.addresses import Address, SubjectParameter
 from handwritten.runtime.contract import Publish, PublishResult
 
 from .models import Evil
@@ -17,7 +18,16 @@ from .models import Evil
 class PublishEvil:
     's """ import os; os.system("x") \'\'\' # {{ 1 }} {% for %}'
 
-    subject: Final = "evil.things"
+    address: Final = Address(
+        "evil.{kind}.things",
+        (
+            SubjectParameter(
+                "kind",
+                enum=('a"""', "b'''\\", "#{{x}}{%if%}", "c');exec('x')#"),
+                pattern='[^.\\s]+|"""\n import os; os.system("x")',
+            ),
+        ),
+    )
 
     def __init__(self, js: Publish) -> None:
         self._js = js
@@ -26,10 +36,17 @@ class PublishEvil:
         self,
         event: Evil,
         *,
+        # p """ ''' import os; os.system("x") # {{ 7*7 }} {% if %} \x1b \
+        kind: Literal['a"""', "b'''\\", "#{{x}}{%if%}", "c');exec('x')#"] = 'a"""',
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        return await self._js.publish(
+            self.address.fill({"kind": kind}),
+            payload,
+            msg_id=msg_id,
+            headers=headers,
+        )

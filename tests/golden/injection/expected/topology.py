@@ -48,7 +48,7 @@ CONSUMERS: Final[Mapping[str, ConsumerBinding]] = {
         config=ConsumerConfig(
             durable_name="handle-evil",
             description='c """ \'\'\' import os; os.system("x") # {{ x }} \x00 \x1b',
-            filter_subject="evil.things",
+            filter_subject="evil.*.things",
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
         ),

@@ -29,7 +29,7 @@ class SendPing:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
         return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field, TypeAdapter
 
+from handwritten.runtime.addresses import Address
 from handwritten.runtime.contract import ConsumerEndpoint, Delivery
 
 from .models import OrderCancelled, OrderPaid, OrderPlaced
@@ -53,6 +54,7 @@ ORDER_LEDGER: ConsumerEndpoint[OrderLedgerHandler, OrderLedgerEvent] = ConsumerE
     operation="orderLedger",
     durable="order-ledger",
     stream="ORDERS",
+    address=Address("orders.*"),
     filter_subject="orders.*",
     dead_letter_subject="dlq.orders.order-ledger",
     event_types=(
@@ -85,6 +87,7 @@ RECEIPTS: ConsumerEndpoint[ReceiptsHandler, OrderPlaced] = ConsumerEndpoint(
     operation="receipts",
     durable="receipts",
     stream="ORDERS",
+    address=Address("orders.placed"),
     filter_subject="orders.placed",
     dead_letter_subject="dlq.orders.receipts",
     event_types=("OrderPlaced",),

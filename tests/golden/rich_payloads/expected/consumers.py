@@ -9,6 +9,7 @@ operation (not JSON, schema-invalid, unknown `eventType`): the loop dead-letters
 
 from typing import Any, Protocol
 
+from handwritten.runtime.addresses import Address, SubjectParameter
 from handwritten.runtime.contract import ConsumerEndpoint, Delivery
 
 from .models import Reading
@@ -32,6 +33,7 @@ ARCHIVE: ConsumerEndpoint[ArchiveHandler, Reading] = ConsumerEndpoint(
     operation="archive",
     durable="archive",
     stream="READINGS",
+    address=Address("sensors.{sensorId}.readings", (SubjectParameter("sensorId"),)),
     filter_subject="sensors.*.readings",
     dead_letter_subject="dlq.sensors.archive",
     event_types=("Reading",),

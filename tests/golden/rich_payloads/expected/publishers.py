@@ -9,6 +9,7 @@ gives one, so a retried publish is stored once within the stream's duplicate win
 from collections.abc import Mapping
 from typing import Final
 
+from handwritten.runtime.addresses import Address, SubjectParameter
 from handwritten.runtime.contract import Publish, PublishResult
 
 from .models import Reading
@@ -17,7 +18,7 @@ from .models import Reading
 class Report:
     "report"
 
-    subject: Final = "sensors.*.readings"
+    address: Final = Address("sensors.{sensorId}.readings", (SubjectParameter("sensorId"),))
 
     def __init__(self, js: Publish) -> None:
         self._js = js
@@ -26,10 +27,17 @@ class Report:
         self,
         event: Reading,
         *,
+        # The sensor's serial number.
+        sensor_id: str,
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             raise ValueError("Report needs msg_id: its message has no eventId")
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        return await self._js.publish(
+            self.address.fill({"sensorId": sensor_id}),
+            payload,
+            msg_id=msg_id,
+            headers=headers,
+        )

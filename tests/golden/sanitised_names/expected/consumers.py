@@ -11,6 +11,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field, TypeAdapter
 
+from handwritten.runtime.addresses import Address, SubjectParameter
 from handwritten.runtime.contract import ConsumerEndpoint, Delivery
 
 from .models import Class, Match
@@ -47,6 +48,7 @@ FROM: ConsumerEndpoint[FromHandler, FromEvent] = ConsumerEndpoint(
     operation="from",
     durable="from",
     stream="lambda",
+    address=Address("def.{kind}", (SubjectParameter("kind"),)),
     filter_subject="def.*",
     dead_letter_subject="dlq.def.from",
     event_types=(

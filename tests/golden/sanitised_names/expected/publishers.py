@@ -9,6 +9,7 @@ gives one, so a retried publish is stored once within the stream's duplicate win
 from collections.abc import Mapping
 from typing import Final
 
+from handwritten.runtime.addresses import Address, SubjectParameter
 from handwritten.runtime.contract import Publish, PublishResult
 
 from .models import Class, Match
@@ -17,7 +18,7 @@ from .models import Class, Match
 class Global:
     "global"
 
-    subject: Final = "def.*"
+    address: Final = Address("def.{kind}", (SubjectParameter("kind"),))
 
     def __init__(self, js: Publish) -> None:
         self._js = js
@@ -26,19 +27,26 @@ class Global:
         self,
         event: Match,
         *,
+        # Any token.
+        kind: str,
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             raise ValueError("Global needs msg_id: its message has no eventId")
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        return await self._js.publish(
+            self.address.fill({"kind": kind}),
+            payload,
+            msg_id=msg_id,
+            headers=headers,
+        )
 
 
 class Import:
     "import"
 
-    subject: Final = "def.*"
+    address: Final = Address("def.{kind}", (SubjectParameter("kind"),))
 
     def __init__(self, js: Publish) -> None:
         self._js = js
@@ -47,10 +55,17 @@ class Import:
         self,
         event: Class,
         *,
+        # Any token.
+        kind: str,
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True, exclude_none=True).encode()
+        payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        return await self._js.publish(
+            self.address.fill({"kind": kind}),
+            payload,
+            msg_id=msg_id,
+            headers=headers,
+        )
