@@ -136,6 +136,7 @@ async def test_every_receive_operation_gets_its_typed_events(
             endpoint = sut.consumers.ENDPOINTS[op.consumer.durable]
             methods = {sut.doc.message(k).handler_method for k in op.messages}
             recorder = Recorder(methods)
+            receiving_channel = next(c for c in sut.doc.channels if c.key == op.channel)
             stop, stats = asyncio.Event(), ConsumeStats()
             task = asyncio.create_task(
                 run_consumer(nc, endpoint, recorder, settings=FAST, stop=stop, stats=stats)
@@ -151,7 +152,13 @@ async def test_every_receive_operation_gets_its_typed_events(
                     for _, payload in examples(sut, message.pointer):
                         event = model.model_validate_json(json.dumps(payload))
                         await publisher.publish(event, **params)
-                        expected.append((message.handler_method, message.class_name, str(params)))
+                        # The receiver parses the parameters of its own channel's address.
+                        parsed = {
+                            p.name: params[p.python_name]
+                            for p in receiving_channel.parameters
+                            if p.python_name in params
+                        }
+                        expected.append((message.handler_method, message.class_name, str(parsed)))
                 wanted = len(expected)
                 await wait_for(
                     lambda r=recorder, n=wanted: len(r.calls) >= n,  # type: ignore[misc]
