@@ -263,7 +263,7 @@ def written(scaffolded: Copy, tmp_path_factory: pytest.TempPathFactory) -> Copy:
 def test_the_copy_imports_its_own_packages(scaffolded: Copy) -> None:
     shown = scaffolded.python(
         "-c",
-        "import generated.consumers, generator, handwritten.services.registry as r\n"
+        "import generated.consumers, generator, handwritten.runtime.registry as r\n"
         "print(generated.consumers.__file__, generator.__file__, r.__file__)\n"
         "print(r.service('restore-auditor').endpoint.filter_subject)",
     ).stdout.split()
@@ -378,8 +378,8 @@ def test_copier_update_keeps_the_written_handler(
     # The template changes (committed: copier renders templates from git) ...
     copy.edit(
         TEMPLATE_MODULE,
-        "# handwritten.services.registry finds SERVICE:",
-        "# Template change one.\n# handwritten.services.registry finds SERVICE:",
+        "# handwritten.runtime.registry finds SERVICE:",
+        "# Template change one.\n# handwritten.runtime.registry finds SERVICE:",
     )
     copy.commit("template change one")
     # ... and plain `copier update`, with the stored answers, brings it in.
