@@ -3,8 +3,8 @@ receive operation of the spec, rendered by copier from templates/consumer/.
 
 It writes handwritten/services/<module>.py (the handler, one method per message, each logging
 the event and raising NotImplementedError until someone writes it, and a module-level SERVICE
-that the runtime's registry discovers), tests/integration/test_<module>.py and copier's answers beside
-the module; then it rewrites handwritten/services/consumers.just, the `dev-<durable>` recipes
+that the runtime's registry discovers), tests/integration/test_<module>.py and copier's
+answers beside the module; then it rewrites handwritten/services/consumers.just, the `dev-<durable>` recipes
 that the justfile imports. `--update OPERATION` (`just update-consumer`) runs `copier update`
 with answers computed afresh from the spec, merging template or operation changes into the
 written code.

@@ -172,7 +172,7 @@ def _add_run(commands: Any, contributed: Sequence[registry.Contribution]) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="filetrash", description=__doc__)
+    parser = argparse.ArgumentParser(prog="filetrash", description=(__doc__ or "").split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start nats-server and PostgreSQL for development")

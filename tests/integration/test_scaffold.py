@@ -321,7 +321,7 @@ def test_generate_warns_about_a_consumer_whose_operation_is_gone(
     copy.edit("asyncapi/asyncapi.yaml", OPERATION, "")
     result = copy.just("generate")
     assert (
-        "handwritten/services/restore_auditor.py:18: warning[stale-consumer]: imports "
+        "handwritten/services/restore_auditor.py:17: warning[stale-consumer]: imports "
         "RESTORE_AUDITOR, RestoreAuditorHandler from generated.consumers, which the spec no "
         "longer generates: it was made for restoreAuditor, which is no longer a receive "
         "operation of the spec" in result.stderr
