@@ -6,6 +6,10 @@ python := if path_exists(".venv/bin/python") == "true" { ".venv/bin/python" } el
 # `dev-<durable>` for each consumer `just scaffold-consumer` made (rewritten by it).
 import? 'handwritten/services/consumers.just'
 
+# The filetrash app's recipes (dev-subscriber, dev-audit-logger, ..., purge, demo); optional, so
+# that deleting the app's folder leaves a working justfile.
+import? 'handwritten/filetrash/filetrash.just'
+
 # List the recipes.
 default:
     @just --list
@@ -40,20 +44,11 @@ lint:
     {{python}} -m ruff format --check .
     {{python}} -m mypy
 
-# Benchmark on this machine: ceiling, naive loop, filetrash, latency, generation (see docs/bench.md).
-bench *ARGS:
-    {{python}} -m tests.bench {{ARGS}}
-
-# Fault scenarios: real processes, real failures, then a table of what was lost (see docs/faults.md).
-faults *ARGS:
-    rm -rf bench-results/faults
-    {{python}} -m pytest tests/faults -m faults {{ARGS}}
-
 # Validate the spec with the official AsyncAPI parser (installs it into a temporary directory).
 validate-spec:
     bash .ci/validate-asyncapi asyncapi/asyncapi.yaml
 
-# --- the services (each reads NATS_URL/DATABASE_URL, else the servers `just up` started) ---
+# --- the servers and the services (NATS_URL/DATABASE_URL, else the servers `just up` started) ---
 
 # Start nats-server and PostgreSQL for development (no docker needed).
 up:
@@ -63,38 +58,10 @@ up:
 down:
     {{python}} -m handwritten.cli down
 
-# Create the spec's streams and consumers and apply the database migrations.
+# Create or update the spec's streams and consumers (and apply the apps' database migrations).
 provision *ARGS:
     {{python}} -m handwritten.cli provision {{ARGS}}
 
-# Trash processor: deletions → trashed_files → FilePlacedInTrashEvent (run it twice to compete).
-dev-subscriber *ARGS:
-    {{python}} -m handwritten.cli run trash-processor {{ARGS}}
-
-# Audit logger: every deletion into audit_log (fan-out beside the trash processor).
-dev-audit-logger *ARGS:
-    {{python}} -m handwritten.cli run audit-logger {{ARGS}}
-
-# Analytics: files.> routed on eventType into counters per type and per user.
-dev-analytics *ARGS:
-    {{python}} -m handwritten.cli run analytics-service {{ARGS}}
-
-# Cleanup: each deleted file's storage path into the cleanup queue (files.deleted only).
-dev-cleanup *ARGS:
-    {{python}} -m handwritten.cli run cleanup-service {{ARGS}}
-
-# Notifications: tell users what went to the trash (files.trashed only).
-dev-notification *ARGS:
-    {{python}} -m handwritten.cli run notification-service {{ARGS}}
-
-# Publish simulated deletions, one a second (--count N, --rate R, --seed S).
-dev-publisher *ARGS:
-    {{python}} -m handwritten.cli publish {{ARGS}}
-
-# Delete expired trash entries for good (--now 2027-01-01T00:00:00Z to look ahead).
-purge *ARGS:
-    {{python}} -m handwritten.cli purge {{ARGS}}
-
-# Everything at once: servers, provisioning, every service, N deletions, reconciliation.
-demo *ARGS:
-    {{python}} -m handwritten.cli demo {{ARGS}}
+# Run one service by its durable name (a module under handwritten/ that declares a SERVICE).
+run SERVICE *ARGS:
+    {{python}} -m handwritten.cli run {{SERVICE}} {{ARGS}}

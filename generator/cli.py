@@ -2,7 +2,7 @@
 
 Exit codes: 0 done (or up to date), 1 `check` found a difference, 2 the spec has errors.
 Both commands also warn, without failing (not even with --strict), about receive operations
-that no module under handwritten/services/ consumes and about consumers whose operation is
+that no module under handwritten/ consumes and about consumers whose operation is
 gone; see generator/consumers_check.py.
 """
 
@@ -61,10 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SPEC
     for warning in warnings:
         print(warning.render(), file=sys.stderr)
-    services = args.out.parent / "handwritten" / "services"
-    if services.is_dir():  # only the package the handwritten services import from
+    handwritten = args.out.parent / "handwritten"
+    if handwritten.is_dir():  # the packages of services: the app's and handwritten/services/
         consumers = files["consumers.py"]
-        for each in check_consumers(document, consumers, services, display_root=Path.cwd()):
+        for each in check_consumers(document, consumers, handwritten, display_root=Path.cwd()):
             print(each.render(), file=sys.stderr)
 
     if args.command == "check":

@@ -1,11 +1,11 @@
 """Which receive operations have a handwritten consumer, and which consumers lost their operation.
 
-A consumer is a module under handwritten/services/ that imports an operation's endpoint or
-handler from `generated.consumers` (as registry.py does for the built-in services, and each
-scaffolded module for its own). The modules are read as source, never imported: the generator
-stays on its side of the wall. `just generate` and `just check` print what this finds as
-warnings; they never fail, since the consumer of a new operation is scaffolded after
-generating.
+A consumer is a module under handwritten/ that imports an operation's endpoint or handler from
+`generated.consumers`: each service module does, the filetrash app's under
+handwritten/filetrash/ and the scaffolded ones under handwritten/services/. The modules are
+read as source, never imported: the generator stays on its side of the wall. `just generate`
+and `just check` print what this finds as warnings; they never fail, since the consumer of a
+new operation is scaffolded after generating.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ receive operation of the spec, rendered by copier from templates/consumer/.
 
 It writes handwritten/services/<module>.py (the handler, one method per message, each logging
 the event and raising NotImplementedError until someone writes it, and a module-level SERVICE
-that the registry discovers), tests/integration/test_<module>.py and copier's answers beside
-the module; then it rewrites handwritten/services/consumers.just, the `dev-<durable>` recipes
+that the runtime's registry discovers), tests/integration/test_<module>.py and copier's
+answers beside the module; then it rewrites handwritten/services/consumers.just, the `dev-<durable>` recipes
 that the justfile imports. `--update OPERATION` (`just update-consumer`) runs `copier update`
 with answers computed afresh from the spec, merging template or operation changes into the
 written code.
@@ -35,7 +35,8 @@ from generator.ir import Document, Operation
 from generator.load import load_spec
 
 SPEC = Path("asyncapi/asyncapi.yaml")
-SERVICES = Path("handwritten/services")
+HANDWRITTEN = Path("handwritten")
+SERVICES = HANDWRITTEN / "services"
 TESTS = Path("tests/integration")
 CONSUMERS = Path("generated/consumers.py")
 JUSTFILE = Path("justfile")
@@ -138,7 +139,7 @@ def check_generated(operation: Operation) -> None:
 def check_new(document: Document, operation: Operation, answers: dict[str, Any]) -> None:
     """Refuses an operation that some module already consumes, and any file or recipe that
     exists already."""
-    using = consumers_by_operation(document, consumer_imports(SERVICES)).get(operation.key)
+    using = consumers_by_operation(document, consumer_imports(HANDWRITTEN)).get(operation.key)
     if using is not None:
         names = [n for n in using.names if n in (operation.constant_name, operation.class_name)]
         raise Refusal(

@@ -1,4 +1,9 @@
-"""The `filetrash` command: a thin dispatcher; each command's logic lives in the runtime."""
+"""The `filetrash` command: a thin dispatcher; each command's logic lives in the runtime.
+
+Its own commands are generic (up, down, status, provision, run); an app adds its own through
+the `Contribution` its registry discovers (the filetrash app: publish, purge, demo), so the
+command works the same with the app's folder deleted, those commands just absent.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,19 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from handwritten.runtime import devservers
+from handwritten.runtime import devservers, registry
+from handwritten.runtime.arguments import add_log_format, positive_int, user_error
 from handwritten.runtime.servers import ServersNotConfigured
-from handwritten.services import commands as service_commands
 
-USER_ERRORS: tuple[type[Exception], ...] = (ServersNotConfigured, devservers.PortUnavailable)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ServersNotConfigured,
+    devservers.PortUnavailable,
+    registry.DuplicateService,
+    registry.ContributionConflict,
+    registry.OptionInvalid,
+)
 """Errors the user can fix (a wrong URL, a port in use): one line on stderr, exit status 2."""
 
 RUNTIME_ERRORS: tuple[type[Exception], ...] = (devservers.DevServerError,)
@@ -68,29 +80,99 @@ def cmd_provision(args: argparse.Namespace) -> int:
     import nats.errors
 
     from generated.topology import CONSUMERS, STREAMS
-    from handwritten.db.migrate import MigrationError
     from handwritten.runtime.errors import ProvisioningError
+    from handwritten.runtime.migrate import MigrationError
     from handwritten.runtime.provision import provision_servers
     from handwritten.runtime.servers import resolve_servers
 
     if args.replicas is not None and args.replicas < 1:
-        print("filetrash: error: --replicas must be at least 1", file=sys.stderr)
-        return 2
-    urls = resolve_servers(args.dev_dir)
-    run = provision_servers(urls, STREAMS, CONSUMERS, apply=not args.plan, replicas=args.replicas)
+        return user_error("--replicas must be at least 1")
+    migrations = registry.migrations_to_apply()
+    urls = resolve_servers(args.dev_dir, database=migrations is not None)
+    run = provision_servers(
+        urls,
+        STREAMS,
+        CONSUMERS,
+        apply=not args.plan,
+        replicas=args.replicas,
+        migrations=migrations,
+    )
     try:
         asyncio.run(run)
     except (ProvisioningError, MigrationError) as error:
-        print(f"filetrash: error: {error}", file=sys.stderr)
-        return 2
+        return user_error(str(error))
     except (nats.errors.Error, asyncpg.PostgresError, OSError, TimeoutError) as error:
         print(f"filetrash: error: provisioning stopped: {error}", file=sys.stderr)
         return 1
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from handwritten.runtime.consume import ConsumerMissing, ConsumerNotPullBased, ConsumeSettings
+    from handwritten.runtime.logging import setup_logging
+    from handwritten.runtime.run import DatabaseNotMigrated, run_service
+    from handwritten.runtime.servers import resolve_servers
+
+    try:
+        definition = registry.service(args.service)
+    except registry.UnknownService as error:
+        return user_error(str(error))
+    setup_logging(args.log_format)
+    options: dict[str, object] = {}
+    for contribution in registry.contributions()[0]:
+        if contribution.run_options is not None:
+            options.update(contribution.run_options(args))
+    urls = resolve_servers(database=definition.uses_database)
+    settings = ConsumeSettings(batch_size=args.batch_size, concurrency=args.concurrency)
+    try:
+        asyncio.run(run_service(args.service, urls, options=options, settings=settings))
+    except (
+        ConsumerMissing,
+        ConsumerNotPullBased,
+        DatabaseNotMigrated,
+        registry.DatabaseNotConnected,
+    ) as error:
+        return user_error(str(error))
+    return 0
+
+
+def _add_run(commands: Any, contributed: Sequence[registry.Contribution]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run one service (a durable consumer of the spec) until SIGTERM",
+        description="Run one service until SIGTERM or Ctrl-C. Several processes of the same "
+        "service share its durable consumer (competing consumers). The services are the "
+        "modules under handwritten/ that declare a SERVICE (handwritten/runtime/registry.py).",
+    )
+    run.add_argument(
+        "service",
+        metavar="SERVICE",
+        help="the service's durable name in the spec (e.g. a scaffolded consumer's)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="most messages per pull and per batch (a service without batches: in flight at "
+        "once) (default: 64)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=4,
+        help="batches handled at once, for a service that takes batches (default: 4)",
+    )
+    add_log_format(run)
+    for contribution in contributed:
+        if contribution.add_run_options is not None:
+            contribution.add_run_options(run)
+    run.set_defaults(run=cmd_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="filetrash", description=__doc__)
+    parser = argparse.ArgumentParser(prog="filetrash", description=(__doc__ or "").split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start nats-server and PostgreSQL for development")
@@ -108,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
 
     provision = commands.add_parser(
-        "provision", help="create or update the spec's streams and consumers, migrate the database"
+        "provision",
+        help="create or update the spec's streams and consumers (and migrate the apps' tables)",
     )
     _add_dev_dir(provision)
     provision.add_argument("--plan", action="store_true", help="only show what would change")
@@ -117,7 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provision.set_defaults(run=cmd_provision)
 
-    service_commands.add_commands(commands)  # run, publish, purge, demo
+    contributed, problems = registry.contributions()
+    for problem in problems:
+        print(f"filetrash: warning: {problem}", file=sys.stderr)
+    _add_run(commands, contributed)
+    for contribution in contributed:  # the apps' commands, e.g. publish, purge, demo
+        if contribution.add_commands is not None:
+            contribution.add_commands(commands)
 
     return parser
 
@@ -134,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, _user_errors()):
             print(f"filetrash: error: {error}", file=sys.stderr)
             return 2
+        if isinstance(error, ImportError) and (error.name or "").startswith("generated"):
+            text = " ".join(str(error).split())
+            return user_error(f"{text}: the spec does not generate what this command needs")
         if isinstance(error, RUNTIME_ERRORS):
             print(f"filetrash: error: {error}", file=sys.stderr)
             return 1

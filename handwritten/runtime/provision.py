@@ -799,32 +799,40 @@ async def provision_servers(
     *,
     apply: bool,
     replicas: int | None = None,
-    migrations_dir: Path | None = None,
+    migrations: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> Plan:
-    """`filetrash provision`: show the plan for JetStream and the database, then (with
-    `apply`) make it. Both servers are reached before anything is changed."""
-    from handwritten.db.migrate import DEFAULT_MIGRATIONS_DIR, migrate, pending_migrations
+    """`filetrash provision`: show the plan for JetStream (and, when an app declares
+    `migrations`, for the database), then (with `apply`) make it. Every server involved is
+    reached before anything is changed; without migrations PostgreSQL is not contacted."""
     from handwritten.runtime.connect import connect_db, connect_nats
+    from handwritten.runtime.migrate import migrate, pending_migrations
 
-    migrations = DEFAULT_MIGRATIONS_DIR if migrations_dir is None else migrations_dir
+    database_url = urls.database() if migrations is not None else None
     nc = await connect_nats(urls.nats_url, name="filetrash-provision")
     try:
-        pool = await connect_db(urls.database_url, min_size=1, max_size=1)
+        pool = None
+        if database_url is not None:
+            pool = await connect_db(database_url, min_size=1, max_size=1)
         try:
             js = nc.jetstream()
             plan = await provision(js, streams, consumers, apply=False, replicas=replicas)
-            plan = replace(plan, migrations=tuple(await pending_migrations(pool, migrations)))
+            if pool is not None and migrations is not None:
+                plan = replace(plan, migrations=tuple(await pending_migrations(pool, migrations)))
             echo(plan.render())
             plan.check()
             if not apply or not plan.has_changes:
                 return plan
             await apply_plan(js, plan)
-            applied = await migrate(pool, migrations)
             created, updated = plan.count(Action.CREATE), plan.count(Action.UPDATE)
-            echo(f"done: {created} created, {updated} updated, {len(applied)} migration(s) applied")
+            done = f"done: {created} created, {updated} updated"
+            if pool is not None and migrations is not None:
+                applied = await migrate(pool, migrations)
+                done += f", {len(applied)} migration(s) applied"
+            echo(done)
             return plan
         finally:
-            await pool.close()
+            if pool is not None:
+                await pool.close()
     finally:
         await nc.close()

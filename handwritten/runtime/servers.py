@@ -34,11 +34,21 @@ class ServersNotConfigured(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServerUrls:
-    """The two URLs a service needs; `source` tells where they came from ("mixed": one each)."""
+    """The two URLs a service needs; `source` tells where they came from ("mixed": one each).
+    `database_url` is None only when it was not asked for and is not configured."""
 
     nats_url: str
-    database_url: str
+    database_url: str | None
     source: Source
+
+    def database(self) -> str:
+        """The database URL, for what cannot work without PostgreSQL."""
+        if self.database_url is None:
+            raise ServersNotConfigured(
+                f"{DATABASE_URL_ENV} not set and no dev servers running: run `filetrash up` "
+                f"or set {DATABASE_URL_ENV}"
+            )
+        return self.database_url
 
 
 def default_dev_dir() -> Path:
@@ -60,15 +70,28 @@ def read_dev_record(dev_dir: Path) -> dict[str, Any] | None:
 
 
 def resolve_servers(
-    dev_dir: Path | None = None, *, environ: Mapping[str, str] | None = None
+    dev_dir: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    database: bool = True,
 ) -> ServerUrls:
-    """Each URL from its environment variable when set, else from the running dev servers."""
+    """Each URL from its environment variable when set, else from the running dev servers.
+
+    With `database=False` (a service or a provisioning that needs no PostgreSQL) `NATS_URL`
+    alone is enough; the database URL is still taken from where it is configured, if anywhere.
+    """
     env = os.environ if environ is None else environ
     dev_dir = default_dev_dir() if dev_dir is None else dev_dir
     nats_url = env.get(NATS_URL_ENV, "").strip()
     database_url = env.get(DATABASE_URL_ENV, "").strip()
     if nats_url and database_url:
         return ServerUrls(nats_url, database_url, "env")
+    if nats_url and not database:
+        dev = read_dev_record(dev_dir) or {}
+        dev_database = dev.get("database_url") if dev.get("running", False) else None
+        if isinstance(dev_database, str):
+            return ServerUrls(nats_url, dev_database, "mixed")
+        return ServerUrls(nats_url, None, "env")
 
     missing = [
         name

@@ -3,6 +3,8 @@
     python -m tests.bench [--n 20000] [--latency-seconds 20] [--rate 1000] [--only ...]
 
 Prints a Markdown report and writes it, with the raw figures as JSON, to bench-results/.
+The benchmark measures the filetrash app's trash-processor: it goes with handwritten/filetrash/
+and tests/app/ when the app is deleted.
 """
 
 from __future__ import annotations

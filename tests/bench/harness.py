@@ -40,9 +40,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from generated.topology import CONSUMERS, STREAMS
-from handwritten.db.migrate import migrate
+from handwritten.filetrash.db import MIGRATIONS
+from handwritten.filetrash.publisher import DeletionSimulator
+from handwritten.runtime.migrate import migrate
 from handwritten.runtime.provision import provision
-from handwritten.services.publisher import DeletionSimulator
 from tests.bench.machine import cpu_seconds, peak_rss_mib, process_tree_cpu
 from tests.support.servers import NatsServer, PostgresServer
 
@@ -517,7 +518,7 @@ async def bench_servers(work_dir: Path) -> AsyncIterator[Bench]:
         nc = await nats.connect(nats_server.url, name="bench harness")
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
         try:
-            await migrate(pool)
+            await migrate(pool, MIGRATIONS)
             bench = Bench(nats_server.url, database_url, nc, pool, work_dir)
             bench.nats_pid = nats_server.pid
             bench.postgres_pid = postgres.pid

@@ -1,4 +1,7 @@
-"""Fixtures of the fault scenarios: a working directory for the processes' logs (shown when a
+"""The fault suite exercises the filetrash app (its services, tables and publisher): it goes
+with handwritten/filetrash/ and tests/app/ when the app is deleted.
+
+Fixtures of the fault scenarios: a working directory for the processes' logs (shown when a
 scenario fails), and `record_result`, which writes a scenario's figures to bench-results/ and
 keeps them for the table printed at the end of the session."""
 

@@ -25,13 +25,14 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
 from generated.topology import CONSUMERS, STREAMS
-from handwritten.db.migrate import migrate
+from handwritten.filetrash import ids, reconcile
+from handwritten.filetrash.db import MIGRATIONS
 from handwritten.runtime.connect import connect_db, connect_nats
 from handwritten.runtime.contract import ConsumerBinding
 from handwritten.runtime.deadletter import CONSUMER_HEADER, REASON_HEADER, SEQUENCE_HEADER
+from handwritten.runtime.migrate import migrate
 from handwritten.runtime.provision import provision
-from handwritten.services import ids, reconcile
-from tests.integration.service_harness import Servers
+from tests.app.service_harness import Servers
 from tests.support.processes import CliProcess
 
 EVENTS_STREAM = "FILE_EVENTS"
@@ -65,7 +66,7 @@ async def fault_servers(
         await provision(
             js, STREAMS, fault_consumers(**consumer_overrides), apply=True, replicas=replicas
         )
-        await migrate(pool)
+        await migrate(pool, MIGRATIONS)
         yield Servers(nats_url, database_url, nc, js, pool)
     finally:
         await pool.close()

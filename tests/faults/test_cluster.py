@@ -24,7 +24,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from generated.publishers import PublishFileDeleted
-from handwritten.services.publisher import DeletionSimulator
+from handwritten.filetrash.publisher import DeletionSimulator
+from tests.app.service_harness import REPO_ROOT, Servers
 from tests.faults.harness import (
     DELETION_CONSUMERS,
     EVENTS_STREAM,
@@ -37,7 +38,6 @@ from tests.faults.harness import (
     wait_until,
 )
 from tests.faults.table import RecordResult
-from tests.integration.service_harness import REPO_ROOT, Servers
 from tests.support.cluster import ClusterNode, NatsCluster
 
 pytestmark = pytest.mark.faults

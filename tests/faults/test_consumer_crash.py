@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from handwritten.services.faults import CRASH_STATUS
+from handwritten.filetrash.faults import CRASH_STATUS
 from tests.faults.harness import (
     DELETION_CONSUMERS,
     Fleet,

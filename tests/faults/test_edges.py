@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from generated.publishers import PublishFileDeleted
+from handwritten.filetrash.publisher import DeletionSimulator
 from handwritten.runtime import devservers
 from handwritten.runtime.contract import OutgoingMessage, PublishResult
 from handwritten.runtime.deadletter import (
@@ -29,7 +30,7 @@ from handwritten.runtime.deadletter import (
     TRUNCATED_HEADER,
 )
 from handwritten.runtime.jetstream import JetStreamPublisher, PayloadTooLarge
-from handwritten.services.publisher import DeletionSimulator
+from tests.app.service_harness import REPO_ROOT
 from tests.faults.harness import (
     DELETION_CONSUMERS,
     EVENTS_STREAM,
@@ -41,7 +42,6 @@ from tests.faults.harness import (
     wait_processed,
     wait_ready,
 )
-from tests.integration.service_harness import REPO_ROOT
 from tests.support.servers import NatsServer, PostgresServer
 
 pytestmark = pytest.mark.faults

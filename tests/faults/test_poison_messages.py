@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from handwritten.filetrash.publisher import DeletionSimulator
 from handwritten.runtime.deadletter import (
     CONSUMER_HEADER,
     REASON_HEADER,
     SEQUENCE_HEADER,
     SUBJECT_HEADER,
 )
-from handwritten.services.publisher import DeletionSimulator
 from tests.faults.harness import (
     DELETION_CONSUMERS,
     Fleet,

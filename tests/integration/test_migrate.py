@@ -9,8 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from handwritten.db.migrate import (
-    DEFAULT_MIGRATIONS_DIR,
+from handwritten.runtime.migrate import (
     LOCK_KEY,
     MigrationChanged,
     MigrationError,
@@ -184,9 +183,3 @@ def test_badly_named_or_duplicate_files_are_errors(tmp_path: Path) -> None:
     (tmp_path / "0001_b.sql").write_text("SELECT 1;", encoding="utf-8")
     with pytest.raises(MigrationError, match=r"version 0001 is also used by 0001_a\.sql"):
         load_migrations(tmp_path)
-
-
-async def test_the_projects_migrations_apply_cleanly(database_url: str) -> None:
-    labels = [m.label for m in load_migrations(DEFAULT_MIGRATIONS_DIR)]
-    assert await migrate(database_url) == labels
-    assert await migrate(database_url) == []

@@ -18,19 +18,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 import pytest
 
+from tests.support.copies import JUST, REPO, Copy, copy_of_repo
 from tests.support.servers import NatsServer, PostgresServer
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = Path(sys.executable)
-JUST = PYTHON.with_name("just") if PYTHON.with_name("just").exists() else shutil.which("just")
 MODULE = Path("handwritten/services/restore_auditor.py")
 TEST = Path("tests/integration/test_restore_auditor.py")
 ANSWERS = Path("handwritten/services/.copier-answers.restore_auditor.yml")
@@ -143,91 +140,6 @@ NOT_WRITTEN = '        raise NotImplementedError("write RestoreAuditor.on_file_r
 WRITTEN = '        log.info("♻️ restored %s for %s", event.data.trash_id, event.data.user_id)\n'
 
 
-@dataclass(frozen=True)
-class Copy:
-    root: Path
-    generate_stderr: str
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("NATS_URL", "DATABASE_URL", "NATS_CREDS", "NATS_CA", "PYTHONPATH")
-            and not k.startswith(("FILETRASH_", "PYTEST_"))
-        }
-        return {**env, "PYTHONPATH": str(self.root), "PYTHONDONTWRITEBYTECODE": "1", **extra}
-
-    def run(
-        self, *command: str | Path, ok: bool = True, timeout: float = 120, **env: str
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(c) for c in command],
-            cwd=self.root,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if ok:
-            assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
-        return result
-
-    def python(self, *args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-        return self.run(PYTHON, *args, ok=ok, **env)
-
-    def just(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        assert JUST is not None
-        return self.run(JUST, *args, ok=ok)
-
-    def git(self, *args: str) -> str:
-        return self.run("git", *args).stdout
-
-    def commit(self, message: str) -> None:
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-
-    def clone(self, target: Path) -> Copy:
-        """Another copy, with this one's history (copier update compares commits)."""
-        subprocess.run(["git", "clone", "-q", str(self.root), str(target)], check=True)
-        return _prepared(target, self.generate_stderr)
-
-    def edit(self, path: Path | str, old: str, new: str) -> None:
-        file = self.root / path
-        text = file.read_text(encoding="utf-8")
-        assert text.count(old) == 1, f"{old!r} in {path}"
-        file.write_text(text.replace(old, new), encoding="utf-8")
-
-
-def _prepared(root: Path, generate_stderr: str) -> Copy:
-    (root / ".venv").symlink_to(PYTHON.parents[1], target_is_directory=True)
-    with (root / ".git" / "info" / "exclude").open("a", encoding="utf-8") as exclude:
-        exclude.write(".venv\n")
-    copy = Copy(root, generate_stderr)
-    copy.git("config", "user.name", "scaffold test")
-    copy.git("config", "user.email", "scaffold@test.invalid")
-    return copy
-
-
-def copy_of_repo(root: Path) -> Copy:
-    """This checkout's files as git sees them now (tracked or not ignored), committed afresh."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for rel in filter(None, listed.split("\0")):
-        source = REPO / rel
-        if source.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / rel)
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    copy = _prepared(root, "")
-    copy.commit("the repository as it is")
-    return copy
-
-
 def add_restore_operation(copy: Copy) -> None:
     spec = "asyncapi/asyncapi.yaml"
     copy.edit(spec, "\nchannels:\n", "\nchannels:\n" + CHANNEL)
@@ -263,7 +175,7 @@ def written(scaffolded: Copy, tmp_path_factory: pytest.TempPathFactory) -> Copy:
 def test_the_copy_imports_its_own_packages(scaffolded: Copy) -> None:
     shown = scaffolded.python(
         "-c",
-        "import generated.consumers, generator, handwritten.services.registry as r\n"
+        "import generated.consumers, generator, handwritten.runtime.registry as r\n"
         "print(generated.consumers.__file__, generator.__file__, r.__file__)\n"
         "print(r.service('restore-auditor').endpoint.filter_subject)",
     ).stdout.split()
@@ -275,7 +187,7 @@ def test_the_copy_imports_its_own_packages(scaffolded: Copy) -> None:
 def test_generate_warned_about_the_operation_without_consumer(scaffolded: Copy) -> None:
     assert (
         "operations.restoreAuditor: warning[no-consumer]: receive operation restoreAuditor "
-        "(restore-auditor) has no consumer under handwritten/services/ — run "
+        "(restore-auditor) has no consumer under handwritten/ — run "
         "`just scaffold-consumer restoreAuditor`" in scaffolded.generate_stderr
     )
     check = scaffolded.python("-m", "generator", "check")
@@ -378,8 +290,8 @@ def test_copier_update_keeps_the_written_handler(
     # The template changes (committed: copier renders templates from git) ...
     copy.edit(
         TEMPLATE_MODULE,
-        "# handwritten.services.registry finds SERVICE:",
-        "# Template change one.\n# handwritten.services.registry finds SERVICE:",
+        "# handwritten.runtime.registry finds SERVICE:",
+        "# Template change one.\n# handwritten.runtime.registry finds SERVICE:",
     )
     copy.commit("template change one")
     # ... and plain `copier update`, with the stored answers, brings it in.
@@ -409,7 +321,7 @@ def test_generate_warns_about_a_consumer_whose_operation_is_gone(
     copy.edit("asyncapi/asyncapi.yaml", OPERATION, "")
     result = copy.just("generate")
     assert (
-        "handwritten/services/restore_auditor.py:16: warning[stale-consumer]: imports "
+        "handwritten/services/restore_auditor.py:17: warning[stale-consumer]: imports "
         "RESTORE_AUDITOR, RestoreAuditorHandler from generated.consumers, which the spec no "
         "longer generates: it was made for restoreAuditor, which is no longer a receive "
         "operation of the spec" in result.stderr

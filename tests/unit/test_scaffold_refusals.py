@@ -69,7 +69,7 @@ def test_a_send_operation() -> None:
 def test_an_operation_that_already_has_a_consumer() -> None:
     message = refused(scaffold("trashProcessor"))
     assert message.startswith("trashProcessor already has a consumer: ")
-    assert "handwritten/services/registry.py:" in message
+    assert "handwritten/filetrash/trash_processor.py:" in message
     assert message.endswith(
         " imports TRASH_PROCESSOR, TrashProcessorHandler from generated.consumers"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -16,16 +17,16 @@ import pytest
 
 from generated.consumers import ENDPOINTS
 from generated.publishers import PublishFileDeleted
-from handwritten.db import queries
+from handwritten.filetrash import ids, reconcile
+from handwritten.filetrash.db import MIGRATIONS, queries
+from handwritten.filetrash.publisher import DeletionSimulator
+from handwritten.filetrash.purge import purge_expired
+from handwritten.filetrash.trash_processor import TrashProcessor
 from handwritten.runtime.contract import Delivery, PublishResult
 from handwritten.runtime.deadletter import REASON_HEADER
-from handwritten.services import ids, reconcile
-from handwritten.services.commands import SERVICE_NAMES
-from handwritten.services.publisher import DeletionSimulator
-from handwritten.services.purge import purge_expired
-from handwritten.services.registry import SERVICES
-from handwritten.services.trash_processor import TrashProcessor
-from tests.integration.service_harness import (
+from handwritten.runtime.migrate import load_migrations, migrate
+from handwritten.runtime.registry import SERVICES
+from tests.app.service_harness import (
     Servers,
     ServiceProcess,
     provisioned,
@@ -55,11 +56,28 @@ async def dead_letters(servers: Servers) -> list[reconcile.StoredMessage]:
     return await reconcile.scan(servers.js, stream=DLQ, subject="dlq.files.>")
 
 
-def test_every_consumer_of_the_spec_is_a_service() -> None:
-    assert set(SERVICES) == set(ENDPOINTS)
-    assert set(SERVICE_NAMES) <= set(SERVICES)  # the built-in ones; the registry finds the rest
+APP_SERVICES = {
+    "trash-processor": "handwritten.filetrash.trash_processor",
+    "audit-logger": "handwritten.filetrash.audit_logger",
+    "analytics-service": "handwritten.filetrash.analytics",
+    "cleanup-service": "handwritten.filetrash.cleanup",
+    "notification-service": "handwritten.filetrash.notification",
+}
+
+
+def test_every_consumer_of_the_spec_is_a_discovered_service_of_the_app() -> None:
+    assert set(SERVICES) == set(ENDPOINTS) == set(APP_SERVICES)
     for name, definition in SERVICES.items():
         assert definition.endpoint is ENDPOINTS[name]
+        assert definition.migrations == MIGRATIONS, "the app's services need its tables"
+        assert sys.modules[APP_SERVICES[name]].SERVICE is definition
+
+
+async def test_the_apps_migrations_apply_cleanly(database_url: str) -> None:
+    labels = [m.label for m in load_migrations(MIGRATIONS)]
+    assert labels[0] == "0001_trash"
+    assert await migrate(database_url, MIGRATIONS) == labels
+    assert await migrate(database_url, MIGRATIONS) == []
 
 
 async def test_competing_consumers_store_every_event_once_and_share_the_work(
@@ -345,7 +363,7 @@ async def test_a_service_refuses_to_start_before_provisioning(
 def test_simulated_deletions_are_realistic_and_reproducible() -> None:
     import random
 
-    from handwritten.services.publisher import FILE_KINDS
+    from handwritten.filetrash.publisher import FILE_KINDS
 
     by_extension = {kind.extension: kind for kind in FILE_KINDS}
     one = DeletionSimulator(random.Random(42))
@@ -365,7 +383,7 @@ def test_simulated_deletions_are_realistic_and_reproducible() -> None:
 
 
 def test_fault_points_are_parsed_strictly() -> None:
-    from handwritten.services.faults import FaultSpecInvalid, parse_faults
+    from handwritten.filetrash.faults import FaultSpecInvalid, parse_faults
 
     assert parse_faults("") == {}
     assert parse_faults("after-insert") == {"after-insert": 1.0}
@@ -379,7 +397,7 @@ def test_fault_points_are_parsed_strictly() -> None:
 
 
 def test_retention_comes_from_the_option_then_the_environment() -> None:
-    from handwritten.services.registry import InvalidRetention, retention_from
+    from handwritten.filetrash.trash_processor import InvalidRetention, retention_from
 
     assert retention_from(None, environ={}) == timedelta(days=30)
     assert retention_from(None, environ={"FILETRASH_RETENTION_DAYS": "7"}) == timedelta(days=7)
@@ -391,7 +409,7 @@ def test_retention_comes_from_the_option_then_the_environment() -> None:
 
 def test_the_notification_names_the_file_and_the_day_it_goes() -> None:
     from generated.models import FilePlacedInTrashEvent, TrashEntry
-    from handwritten.services.notification import notification_text
+    from handwritten.filetrash.notification import notification_text
 
     when = datetime(2026, 11, 20, 10, 15, 30, tzinfo=UTC)
     event = FilePlacedInTrashEvent(

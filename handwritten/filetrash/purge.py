@@ -24,10 +24,10 @@ import asyncpg
 
 from generated.models import FilePurgedEvent, PurgedFile
 from generated.publishers import PublishFilePurged
-from handwritten.db import queries
+from handwritten.filetrash import ids
+from handwritten.filetrash.db import queries
 from handwritten.runtime.contract import Publish, PublishResult
 from handwritten.runtime.logging import short_id
-from handwritten.services import ids
 
 log = logging.getLogger("purge")
 

@@ -10,10 +10,12 @@ import logging
 
 import asyncpg
 
+from generated.consumers import CLEANUP_SERVICE, CleanupServiceHandler
 from generated.models import FileDeletedEvent
-from handwritten.db import queries
+from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import Delivery
 from handwritten.runtime.logging import short_id
+from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("cleanup-service")
 
@@ -48,3 +50,16 @@ class CleanupService:
                 "event_id": str(event.event_id),
             },
         )
+
+
+def _cleanup(resources: ServiceResources) -> CleanupServiceHandler:
+    return CleanupService(resources.pool)
+
+
+SERVICE: Service[CleanupServiceHandler] = Service(
+    endpoint=CLEANUP_SERVICE,
+    make_handler=_cleanup,
+    title="Cleanup Service",
+    just_recipe="dev-cleanup",
+    migrations=MIGRATIONS,
+)

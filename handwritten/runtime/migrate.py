@@ -1,4 +1,7 @@
-"""Database migrations: `migrations/NNNN_name.sql`, applied in order, each exactly once.
+"""Database migrations: a folder of `NNNN_name.sql` files, applied in order, each exactly once.
+
+An app declares its folder in its `Contribution(migrations=...)`: `filetrash provision` applies
+it, and its services (`Service(migrations=...)`) refuse to start until it is applied.
 
 Each file runs in its own transaction together with its row in `schema_migrations`, so a
 migration is either applied and recorded or neither. A whole run holds a PostgreSQL advisory
@@ -20,8 +23,6 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 import asyncpg
-
-DEFAULT_MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
 MIGRATION_FILE: Final = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -67,7 +68,7 @@ class Migration:
         return f"{self.version:04d}_{self.name}"
 
 
-def load_migrations(migrations_dir: Path = DEFAULT_MIGRATIONS_DIR) -> list[Migration]:
+def load_migrations(migrations_dir: Path) -> list[Migration]:
     """The migration files in version order; none when the folder is absent or empty."""
     if not migrations_dir.is_dir():
         return []
@@ -140,9 +141,7 @@ def _pending(migrations: list[Migration], applied: dict[int, tuple[str, str]]) -
     return [m for m in migrations if m.version not in applied]
 
 
-async def pending_migrations(
-    target: Target, migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
-) -> list[str]:
+async def pending_migrations(target: Target, migrations_dir: Path) -> list[str]:
     """The labels (`0001_trash`) of the migrations `migrate` would apply; changes nothing.
 
     Raises `MigrationChanged` as `migrate` would.
@@ -152,7 +151,7 @@ async def pending_migrations(
         return [m.label for m in _pending(migrations, await _applied(connection))]
 
 
-async def migrate(target: Target, migrations_dir: Path = DEFAULT_MIGRATIONS_DIR) -> list[str]:
+async def migrate(target: Target, migrations_dir: Path) -> list[str]:
     """Apply the pending migrations in order; returns the labels of those applied now.
 
     Safe to run concurrently (an advisory lock serialises runs) and again (nothing left to

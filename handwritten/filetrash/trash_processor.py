@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Final
@@ -36,9 +37,12 @@ from uuid import UUID
 
 import asyncpg
 
+from generated.consumers import TRASH_PROCESSOR, TrashProcessorHandler
 from generated.models import FileDeletedEvent, FilePlacedInTrashEvent, TrashEntry
 from generated.publishers import PublishFilePlacedInTrash
-from handwritten.db import queries
+from handwritten.filetrash import ids
+from handwritten.filetrash.db import MIGRATIONS, queries
+from handwritten.filetrash.faults import NO_FAULTS, FaultInjector
 from handwritten.runtime.contract import (
     BatchResult,
     Delivery,
@@ -48,13 +52,40 @@ from handwritten.runtime.contract import (
     PublishResult,
 )
 from handwritten.runtime.logging import short_id
-from handwritten.services import ids
-from handwritten.services.faults import NO_FAULTS, FaultInjector
+from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("trash-processor")
 
 DEFAULT_RETENTION: Final = timedelta(days=30)
 RETENTION_ENV: Final = "FILETRASH_RETENTION_DAYS"
+RETENTION_OPTION: Final = "retention"
+"""`ServiceResources.options` key of the retention (`filetrash run --retention-days`)."""
+FAULTS_OPTION: Final = "faults"
+"""`ServiceResources.options` key of the fault hooks (FILETRASH_FAULT, for the fault tests)."""
+
+
+class InvalidRetention(ValueError):
+    """The retention (`--retention-days` or FILETRASH_RETENTION_DAYS) is not a positive number."""
+
+
+def retention_from(
+    days: float | str | None, *, environ: Mapping[str, str] | None = None
+) -> timedelta:
+    """`days` when given, else FILETRASH_RETENTION_DAYS, else 30 days."""
+    env = os.environ if environ is None else environ
+    source = "--retention-days"
+    if days is None:
+        days = env.get(RETENTION_ENV) or None
+        source = RETENTION_ENV
+    if days is None:
+        return DEFAULT_RETENTION
+    try:
+        value = float(days)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value > 36500:
+        raise InvalidRetention(f"{source} must be a number of days in (0, 36500], not {days!r}")
+    return timedelta(days=value)
 
 
 def new_trash_entry(event: FileDeletedEvent, retention: timedelta) -> queries.NewTrashEntry:
@@ -389,3 +420,21 @@ def _log_processed(event: FileDeletedEvent) -> None:
         short_id(event.event_id),
         extra={"step": "processed", "count": 1, "event_id": str(event.event_id)},
     )
+
+
+def _trash_processor(resources: ServiceResources) -> TrashProcessorHandler:
+    return TrashProcessor(
+        resources.pool,
+        resources.js,
+        retention=resources.option(RETENTION_OPTION, timedelta, DEFAULT_RETENTION),
+        faults=resources.option(FAULTS_OPTION, FaultInjector, NO_FAULTS),
+    )
+
+
+SERVICE: Service[TrashProcessorHandler] = Service(
+    endpoint=TRASH_PROCESSOR,
+    make_handler=_trash_processor,
+    title="File Trash Subscriber",
+    just_recipe="dev-subscriber",
+    migrations=MIGRATIONS,
+)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from handwritten.runtime.servers import DATABASE_URL_ENV, NATS_URL_ENV, ServerUrls
 
 if TYPE_CHECKING:
-    from handwritten.db.queries import RunCounts
+    from handwritten.filetrash.db.queries import RunCounts
 
 DEFAULT_COUNT: Final = 40
 STOP_TIMEOUT: Final = 20.0
@@ -196,7 +196,7 @@ class ServiceProcess:
 def _child_env(urls: ServerUrls) -> dict[str, str]:
     env = dict(os.environ)
     env[NATS_URL_ENV] = urls.nats_url
-    env[DATABASE_URL_ENV] = urls.database_url
+    env[DATABASE_URL_ENV] = urls.database()
     env.pop("FILETRASH_FAULT", None)  # the demo expects clean runs
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -218,26 +218,31 @@ class Row:
 
 async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
     from generated.topology import CONSUMERS, STREAMS
-    from handwritten.db import queries
-    from handwritten.runtime.connect import connect_db, connect_nats
-    from handwritten.runtime.jetstream import JetStreamPublisher
-    from handwritten.runtime.provision import provision_servers
-    from handwritten.runtime.servers import redact
-    from handwritten.services import ids, reconcile
-    from handwritten.services.publisher import (
+    from handwritten.filetrash import ids, reconcile
+    from handwritten.filetrash.db import MIGRATIONS, queries
+    from handwritten.filetrash.publisher import (
         DeletionSimulator,
         describe_published,
         publish_deletions,
     )
+    from handwritten.runtime.connect import connect_db, connect_nats
+    from handwritten.runtime.jetstream import JetStreamPublisher
+    from handwritten.runtime.provision import provision_servers
+    from handwritten.runtime.servers import redact
 
-    say("servers", f"NATS {redact(urls.nats_url)}, PostgreSQL {redact(urls.database_url)}")
+    say("servers", f"NATS {redact(urls.nats_url)}, PostgreSQL {redact(urls.database())}")
     banner("Provisioning: streams, consumers, migrations")
     await provision_servers(
-        urls, STREAMS, CONSUMERS, apply=True, echo=lambda text: _say_lines("provision", text)
+        urls,
+        STREAMS,
+        CONSUMERS,
+        apply=True,
+        migrations=MIGRATIONS,
+        echo=lambda text: _say_lines("provision", text),
     )
 
     nc = await connect_nats(urls.nats_url, name="filetrash demo")
-    pool = await connect_db(urls.database_url, min_size=1, max_size=2)
+    pool = await connect_db(urls.database(), min_size=1, max_size=2)
     processes = [ServiceProcess(label, name) for label, name in PROCESSES]
     try:
         js = nc.jetstream()

@@ -11,10 +11,12 @@ import logging
 
 import asyncpg
 
+from generated.consumers import AUDIT_LOGGER, AuditLoggerHandler
 from generated.models import FileDeletedEvent
-from handwritten.db import queries
+from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import Delivery
 from handwritten.runtime.logging import short_id
+from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("audit-logger")
 
@@ -51,3 +53,16 @@ class AuditLogger:
                 "event_id": str(event.event_id),
             },
         )
+
+
+def _audit_logger(resources: ServiceResources) -> AuditLoggerHandler:
+    return AuditLogger(resources.pool)
+
+
+SERVICE: Service[AuditLoggerHandler] = Service(
+    endpoint=AUDIT_LOGGER,
+    make_handler=_audit_logger,
+    title="Audit Logger",
+    just_recipe="dev-audit-logger",
+    migrations=MIGRATIONS,
+)

@@ -23,6 +23,9 @@ from generated.consumers import TRASH_PROCESSOR
 from generated.models import FileDeletedEvent
 from generated.publishers import PublishFileDeleted
 from generated.topology import CONSUMERS
+from handwritten.filetrash import ids, reconcile
+from handwritten.filetrash.publisher import DeletionSimulator
+from handwritten.filetrash.trash_processor import TrashProcessor
 from handwritten.runtime.connect import connect_nats
 from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
 from handwritten.runtime.contract import (
@@ -33,10 +36,7 @@ from handwritten.runtime.contract import (
 )
 from handwritten.runtime.deadletter import REASON_HEADER
 from handwritten.runtime.jetstream import JetStreamPublisher, PublishFailed
-from handwritten.services import ids, reconcile
-from handwritten.services.publisher import DeletionSimulator
-from handwritten.services.trash_processor import TrashProcessor
-from tests.integration.service_harness import Servers, ServiceProcess, provisioned, wait_until
+from tests.app.service_harness import Servers, ServiceProcess, provisioned, wait_until
 from tests.support.servers import NatsServer
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,8 @@
-"""Running the real services against the fixtures' servers, in-process or as processes.
+"""Running the filetrash app's services against the fixtures' servers, in-process or as
+processes: its tables migrated, its simulated deletions, its counts.
 
-Shared by test_services, test_purge and test_demo. Every wait has a deadline; nothing sleeps
-to synchronise.
+Shared by the tests of tests/app/ and by tests/faults/. Every wait has a deadline; nothing
+sleeps to synchronise. The generic parts (FAST, wait_until) live in tests/support/harness.py.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,38 +22,22 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from generated.topology import CONSUMERS, STREAMS
-from handwritten.db.migrate import migrate
-from handwritten.db.queries import RunCounts, count_run
+from handwritten.filetrash import ids
+from handwritten.filetrash.db import MIGRATIONS
+from handwritten.filetrash.db.queries import RunCounts, count_run
+from handwritten.filetrash.faults import NO_FAULTS
+from handwritten.filetrash.publisher import DeletionSimulator, PublishedDeletion, publish_deletions
+from handwritten.filetrash.trash_processor import FAULTS_OPTION
 from handwritten.runtime.connect import connect_db, connect_nats
 from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
 from handwritten.runtime.jetstream import JetStreamPublisher
+from handwritten.runtime.migrate import migrate
 from handwritten.runtime.provision import provision
-from handwritten.services import ids
-from handwritten.services.faults import NO_FAULTS
-from handwritten.services.publisher import DeletionSimulator, PublishedDeletion, publish_deletions
-from handwritten.services.registry import ServiceResources, service
-from tests.support.processes import (
-    REPO_ROOT as REPO_ROOT,  # re-exported for the tests and the scaffold
-)
+from handwritten.runtime.registry import ServiceResources, service
+from tests.support.harness import FAST as FAST  # re-exported for the tests
+from tests.support.harness import wait_until as wait_until
+from tests.support.processes import REPO_ROOT as REPO_ROOT
 from tests.support.processes import CliProcess
-
-FAST = ConsumeSettings(batch_size=8, fetch_timeout=0.5, nak_delay_base=0.05, nak_delay_max=0.2)
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]],
-    *,
-    timeout: float = 20.0,
-    what: str,
-    state: Callable[[], Awaitable[object]] | None = None,
-) -> None:
-    """Poll `condition` until true; fail with `what` (and `state`, if given) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            seen = f"; last seen: {await state()}" if state is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{seen}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -99,7 +83,7 @@ async def provisioned(nats_url: str, database_url: str) -> AsyncIterator[Servers
     try:
         js = nc.jetstream()
         await provision(js, STREAMS, CONSUMERS, apply=True)
-        await migrate(pool)
+        await migrate(pool, MIGRATIONS)
         yield Servers(nats_url, database_url, nc, js, pool)
     finally:
         await pool.close()
@@ -123,9 +107,10 @@ class RunningService:
         definition = service(self.name)
         self._nc = await connect_nats(self.servers.nats_url, name=f"test {self.name}")
         resources = ServiceResources(
-            pool=self.servers.pool,
             js=JetStreamPublisher(self._nc.jetstream()),
-            **{"faults": NO_FAULTS, **self.resources},
+            database=self.servers.pool,
+            options={FAULTS_OPTION: NO_FAULTS, **self.resources},
+            service=self.name,
         )
         self.handler = definition.make_handler(resources)
         self._task = asyncio.ensure_future(

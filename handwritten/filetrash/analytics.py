@@ -13,10 +13,12 @@ from uuid import UUID
 
 import asyncpg
 
+from generated.consumers import ANALYTICS_SERVICE, AnalyticsServiceHandler
 from generated.models import FileDeletedEvent, FilePlacedInTrashEvent, FilePurgedEvent
-from handwritten.db import queries
+from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import Delivery
 from handwritten.runtime.logging import short_id
+from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("analytics-service")
 
@@ -79,3 +81,16 @@ class AnalyticsService:
                 "event_type": event_type,
             },
         )
+
+
+def _analytics(resources: ServiceResources) -> AnalyticsServiceHandler:
+    return AnalyticsService(resources.pool)
+
+
+SERVICE: Service[AnalyticsServiceHandler] = Service(
+    endpoint=ANALYTICS_SERVICE,
+    make_handler=_analytics,
+    title="Analytics Service",
+    just_recipe="dev-analytics",
+    migrations=MIGRATIONS,
+)

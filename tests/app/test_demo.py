@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from handwritten.runtime import devservers
-from tests.integration.service_harness import REPO_ROOT
+from tests.app.service_harness import REPO_ROOT
 from tests.support.servers import NatsServer
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,12 @@ from datetime import UTC
 
 import asyncpg
 
+from generated.consumers import NOTIFICATION_SERVICE, NotificationServiceHandler
 from generated.models import FilePlacedInTrashEvent
-from handwritten.db import queries
+from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import Delivery
 from handwritten.runtime.logging import short_id
+from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("notification-service")
 
@@ -57,3 +59,16 @@ class NotificationService:
                 "event_id": str(event.event_id),
             },
         )
+
+
+def _notification(resources: ServiceResources) -> NotificationServiceHandler:
+    return NotificationService(resources.pool)
+
+
+SERVICE: Service[NotificationServiceHandler] = Service(
+    endpoint=NOTIFICATION_SERVICE,
+    make_handler=_notification,
+    title="Notification Service",
+    just_recipe="dev-notification",
+    migrations=MIGRATIONS,
+)

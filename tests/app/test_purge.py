@@ -14,12 +14,12 @@ from uuid import UUID
 
 import pytest
 
+from handwritten.filetrash import ids, reconcile
+from handwritten.filetrash.publisher import DeletionSimulator
+from handwritten.filetrash.purge import purge_expired
+from handwritten.filetrash.trash_processor import TrashProcessor
 from handwritten.runtime.contract import Delivery, Publish, PublishResult
-from handwritten.services import ids, reconcile
-from handwritten.services.publisher import DeletionSimulator
-from handwritten.services.purge import purge_expired
-from handwritten.services.trash_processor import TrashProcessor
-from tests.integration.service_harness import REPO_ROOT, Servers, provisioned
+from tests.app.service_harness import REPO_ROOT, Servers, provisioned
 from tests.support.servers import NatsServer
 
 pytestmark = pytest.mark.integration

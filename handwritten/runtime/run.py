@@ -1,0 +1,116 @@
+"""Running one service as a process (`filetrash run NAME`): connect, consume, stop cleanly on
+SIGTERM. PostgreSQL is connected only for a service that declares a database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from nats.aio.client import Client
+
+from handwritten.runtime.connect import connect_db, connect_nats
+from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
+from handwritten.runtime.jetstream import JetStreamPublisher
+from handwritten.runtime.migrate import pending_migrations
+from handwritten.runtime.registry import ServiceResources, service
+from handwritten.runtime.servers import ServerUrls, redact
+from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
+
+
+class DatabaseNotMigrated(Exception):
+    """The database lacks migrations the service needs: it would fail on every message."""
+
+
+async def require_migrated(pool: asyncpg.Pool, migrations: Path) -> None:
+    pending = await pending_migrations(pool, migrations)
+    if pending:
+        raise DatabaseNotMigrated(
+            f"the database lacks migration(s) {', '.join(pending)}: run `filetrash provision`"
+        )
+
+
+@asynccontextmanager
+async def connected(
+    urls: ServerUrls, *, name: str, database: bool = True
+) -> AsyncIterator[tuple[Client, asyncpg.Pool | None]]:
+    """A NATS connection (drained on the way out) and, if asked, a database pool."""
+    database_url = urls.database() if database else None
+    nc = await connect_nats(urls.nats_url, name=name)
+    try:
+        pool = await connect_db(database_url) if database_url is not None else None
+        try:
+            yield nc, pool
+        finally:
+            if pool is not None:
+                await pool.close()
+    finally:
+        try:
+            await nc.drain()
+        except Exception:
+            await nc.close()
+
+
+async def run_service(
+    name: str,
+    urls: ServerUrls,
+    *,
+    options: Mapping[str, object] | None = None,
+    settings: ConsumeSettings | None = None,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
+) -> ConsumeStats:
+    """Serve the consumer `name` until SIGTERM/SIGINT (or `stop`); returns its counters.
+    `options` reach the handler as `ServiceResources.options` (an app's `run_options`)."""
+    definition = service(name)
+    log = logging.getLogger(name)
+    stop = asyncio.Event() if stop is None else stop
+    if handle_signals:
+        install_shutdown(stop)
+    try:
+        log.info("🚀 %s starting...", definition.title)
+        log.info("📡 Connecting to NATS at %s", redact(urls.nats_url))
+        if definition.uses_database:
+            log.info("🗄️  Connecting to PostgreSQL at %s", redact(urls.database()))
+        async with connected(urls, name=f"filetrash {name}", database=definition.uses_database) as (
+            nc,
+            pool,
+        ):
+            if pool is not None and definition.migrations is not None:
+                await require_migrated(pool, definition.migrations)
+            resources = ServiceResources(
+                js=JetStreamPublisher(nc.jetstream()),
+                database=pool,
+                options=dict(options or {}),
+                service=name,
+            )
+            handler = definition.make_handler(resources)
+            stats = await run_consumer(
+                nc,
+                definition.endpoint,
+                handler,
+                settings=settings if settings is not None else ConsumeSettings(),
+                stop=stop,
+            )
+    finally:
+        if handle_signals:
+            uninstall_shutdown()
+    log.info(
+        "👋 %s stopped: %d handled, %d acked, %d retried, %d dead-lettered",
+        name,
+        stats.handled,
+        stats.acked,
+        stats.naked,
+        stats.dead_lettered,
+        extra={
+            "step": "stopped",
+            "handled": stats.handled,
+            "acked": stats.acked,
+            "retried": stats.naked,
+            "dead_lettered": stats.dead_lettered,
+        },
+    )
+    return stats
