@@ -44,7 +44,7 @@ class ForeignSpec:
     operation: str
 
 
-FOREIGN_SPECS = [ForeignSpec("tests/specs/orders.yaml", "receipts")]
+FOREIGN_SPECS = [ForeignSpec("tests/specs/shop.yaml", "fulfilment")]
 """Add a spec here to run every test of this module on it too."""
 
 APP_PATHS = ["handwritten/filetrash", "tests/app", "tests/faults", "tests/bench"]
@@ -103,13 +103,21 @@ def adopted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     durable, module, example = _operation_facts(
         copy.root / "asyncapi" / "asyncapi.yaml", spec.operation
     )
-    # the registry of the copy finds the scaffolded service (and the subject its filter takes)
-    found = copy.python(
+    # the registry of the copy finds the scaffolded service; a subject its filter takes has
+    # each wildcard filled with a value the address parameter there accepts
+    subject = copy.python(
         "-c",
         "from handwritten.runtime.registry import service\n"
-        f"print(service({durable!r}).endpoint.filter_subject)",
+        f"e = service({durable!r}).endpoint\n"
+        "p = {x.name: x for x in e.address.parameters}\n"
+        "slots = e.address.template.split('.') + [''] * 16\n"
+        "def fill(token, slot):\n"
+        "    if token not in ('*', '>'):\n"
+        "        return token\n"
+        "    parameter = p.get(slot[1:-1])\n"
+        "    return parameter.enum[0] if parameter and parameter.enum else 'example'\n"
+        "print('.'.join(fill(t, s) for t, s in zip(e.filter_subject.split('.'), slots)))",
     ).stdout.strip()
-    subject = ".".join("example" if t in ("*", ">") else t for t in found.split("."))
     module_path = Path("handwritten/services") / f"{module}.py"
     text = (copy.root / module_path).read_text(encoding="utf-8")
     written, count = NOT_WRITTEN.subn(WRITTEN, text)
