@@ -251,6 +251,14 @@ def _check_object(schema: dict[str, Any], pointer: str) -> Iterator[Problem]:
             "spec first, so that consumers learn of it)",
         )
     properties = schema.get("properties", {})
+    refused_here = {k for k in schema if k in REFUSED}  # reported already, and say why
+    if properties == {} and schema.get("additionalProperties") is False and not refused_here:
+        yield Problem(
+            pointer,
+            "empty-object",
+            "the object has no properties, so it can only be {}",
+            "list its properties, or drop it (a marker is better a boolean or a const)",
+        )
     if not isinstance(properties, dict):
         yield Problem(
             _at(pointer, "properties"), "invalid-keyword", "properties is not a mapping", ""
@@ -357,6 +365,8 @@ def _check_values(
             fix = f"make the type {kinds.pop()}, or write the values as {base}s"
         elif None in values and not nullable:
             fix = "allow null with type: [T, 'null'], or drop null from the enum"
+        elif nullable and None not in values:
+            fix = "add null to the enum (as it is, enum refuses the null its type allows), or drop 'null' from type"
         elif len({repr(v) for v in values}) != len(values):
             fix = "list each value once"
         else:
@@ -372,7 +382,15 @@ def _check_values(
     if "const" in schema:
         value = schema["const"]
         kind = _json_type(value)
-        if kind not in ("string", "integer", "boolean") or kind != base:
+        if nullable:
+            yield Problem(
+                _at(pointer, "const"),
+                "unsupported-const",
+                f"const {_spell(value)} with a nullable type: the const refuses the null the "
+                "type allows",
+                "drop 'null' from type, or use an enum that lists null",
+            )
+        elif kind not in ("string", "integer", "boolean") or kind != base:
             yield Problem(
                 _at(pointer, "const"),
                 "unsupported-const",

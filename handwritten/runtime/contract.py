@@ -156,7 +156,11 @@ class EventModel(BaseModel):
     exactly what the JSON Schema accepts.
     """
 
-    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+    # A payload may have a field called model_dump (datamodel-code-generator names it
+    # model_dump_): nothing of pydantic's is shadowed, so no namespace needs guarding.
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, protected_namespaces=()
+    )
 
     @model_validator(mode="before")
     @classmethod

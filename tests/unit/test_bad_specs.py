@@ -360,6 +360,24 @@ EXPECTED: dict[str, Expect] = {
         "components.messages.FileRestored.payload.properties.size.maximum",
         count=1,
     ),
+    "unsupported_empty_object": expect(
+        "empty-object",
+        "the object has no properties, so it can only be {}",
+        "components.messages.FileRestored.payload.properties.marker",
+        count=1,
+    ),
+    "unsupported_nullable_const": expect(
+        "unsupported-const",
+        "with a nullable type: the const refuses the null the type allows",
+        "components.messages.FileRestored.payload.properties.flag.const",
+        count=1,
+    ),
+    "unsupported_nullable_enum_without_null": expect(
+        "unsupported-enum",
+        "null only when the type allows it",
+        "components.messages.FileRestored.payload.properties.level.enum",
+        count=1,
+    ),
     "unsupported_nullable": expect(
         "unsupported-keyword",
         "nullable is not supported",
@@ -663,8 +681,8 @@ def test_subset_refusals_name_the_keyword_and_the_fix(name: str, runs: dict[str,
         keyword = found["path"].rsplit(".", 1)[-1]
         if found["code"] in NAMED_FIRST:
             assert found["message"].startswith(f"{keyword} "), found
-        elif found["code"] not in ("open-object", "no-type", "unknown-required"):
-            # these three point at the schema or at a `required` entry, not at a keyword
+        elif found["code"] not in ("open-object", "empty-object", "no-type", "unknown-required"):
+            # these point at the schema or at a `required` entry, not at a keyword
             assert re.search(rf"\b{re.escape(keyword)}\b", found["message"]), found
         if found["code"] == "unsupported-keyword":
             assert found["hint"] == subset.REFUSED[keyword]
