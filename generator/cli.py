@@ -17,9 +17,10 @@ from pathlib import Path
 from generator.build import build
 from generator.consumers_check import check_consumers
 from generator.diagnostics import SpecError
+from generator.docs import DOCS_PATH, docs_files
 from generator.load import load_spec
 from generator.models import ModelGenerationError
-from generator.output import diff, write_atomically
+from generator.output import diff, write_atomically, write_file_atomically
 from generator.render import FormatError, render
 
 EXIT_OK, EXIT_STALE, EXIT_SPEC = 0, 1, 2
@@ -27,7 +28,7 @@ EXIT_OK, EXIT_STALE, EXIT_SPEC = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
-    parser.add_argument("command", choices=["generate", "check"])
+    parser.add_argument("command", choices=["generate", "check", "docs"])
     parser.add_argument(
         "--spec",
         type=Path,
@@ -40,14 +41,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path("generated"),
         help="the package to write or compare (default: %(default)s)",
     )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="the HTML page of the spec (its diagram goes beside it as topology.svg), written by "
+        "generate and docs, compared by check "
+        f"(default: {DOCS_PATH} beside the default --out, none otherwise)",
+    )
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
     parser.add_argument("--quiet", action="store_true", help="print only problems")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    docs = args.docs
+    if docs is None and (args.command == "docs" or args.out == Path("generated")):
+        docs = DOCS_PATH
     try:
         document, warnings = build(load_spec(args.spec, _display(args.spec)), strict=args.strict)
+        if args.command == "docs":
+            assert docs is not None
+            return _write_docs(docs_files(document), docs.parent, started, quiet=args.quiet)
         files = render(document)
+        pages = docs_files(document) if docs is not None else {}
     except SpecError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic.render(), file=sys.stderr)
@@ -69,10 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "check":
         delta = diff(files, args.out)
+        if docs is not None:
+            delta += diff(pages, docs.parent, only=set(pages))
         if delta:
             sys.stdout.write(delta)
             print(
-                f"{args.out}/ is stale or was edited by hand: run `just generate`", file=sys.stderr
+                f"{args.out}/{' or ' + str(docs.parent) + '/' if docs else ''} is stale or was "
+                "edited by hand: run `just generate`",
+                file=sys.stderr,
             )
             return EXIT_STALE
         if not args.quiet:
@@ -80,9 +100,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     write_atomically(files, args.out)
+    if docs is not None:
+        for name, text in pages.items():
+            write_file_atomically(text, docs.parent / name)
     if not args.quiet:
         elapsed = time.perf_counter() - started
         print(f"generated {len(files)} files in {args.out}/ from {args.spec} in {elapsed:.2f}s")
+    return EXIT_OK
+
+
+def _write_docs(pages: dict[str, str], folder: Path, started: float, *, quiet: bool) -> int:
+    for name, text in pages.items():
+        write_file_atomically(text, folder / name)
+    if not quiet:
+        elapsed = time.perf_counter() - started
+        sizes = ", ".join(
+            f"{folder / n} ({len(t.encode()) / 1024:.0f} KiB)" for n, t in pages.items()
+        )
+        print(f"wrote {sizes} in {elapsed:.2f}s")
     return EXIT_OK
 
 
