@@ -47,7 +47,7 @@ test *ARGS:
 lint:
     {{python}} -m ruff check .
     {{python}} -m ruff format --check .
-    {{python}} -m mypy
+    {{python}} -m mypy $({{python}} -m handwritten.runtime.lint_scope)
 
 # Validate the spec with the official AsyncAPI parser (installs it into a temporary directory).
 validate-spec:
