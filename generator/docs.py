@@ -211,7 +211,7 @@ def consumer_settings(consumer: Consumer) -> list[tuple[str, str]]:
         ("filter", consumer.filter_subject),
         ("ack policy", consumer.ack_policy),
         ("deliver policy", consumer.deliver_policy),
-        ("ack wait", duration(consumer.ack_wait)),
+        ("ack wait", duration(consumer.ack_wait) if consumer.ack_wait else "server default (30 s)"),
         ("max deliver", amount(consumer.max_deliver)),
         ("backoff", ", ".join(duration(b) for b in consumer.backoff) or "—"),
         ("max ack pending", amount(consumer.max_ack_pending)),
@@ -248,8 +248,9 @@ def diagram(doc: Document) -> Diagram:
 
     def place(column: int, box_id: str, href: str, title: str, lines: list[str], kind: str) -> Box:
         height = _PAD * 2 + _LINE * (1 + len(lines))
+        fitted = tuple(_fit(line) for line in lines)
         box = Box(
-            box_id, href, _COLUMNS[column], tops[column], _WIDTH, height, title, tuple(lines), kind
+            box_id, href, _COLUMNS[column], tops[column], _WIDTH, height, _fit(title), fitted, kind
         )
         tops[column] += height + _GAP
         boxes.append(box)
@@ -312,6 +313,11 @@ def diagram(doc: Document) -> Diagram:
                 Edge(box.x, box.y + box.height - 8, target.x + target.width, target.y + 20, "dead")
             )
     return Diagram(max(_COLUMNS) + _WIDTH + 20, max(tops) + 10, tuple(boxes), tuple(edges))
+
+
+def _fit(text: str, limit: int = 38) -> str:
+    """What fits on a box's line; the section the box links to has it whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _edge(source: Box, target: Box, kind: str) -> Edge:
