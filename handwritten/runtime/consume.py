@@ -67,6 +67,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo, Header
 from pydantic import ValidationError
 
+from handwritten.runtime import tracing
 from handwritten.runtime.addresses import InvalidSubjectParameter, SubjectOutsideAddress
 from handwritten.runtime.advisories import MaxDeliveriesWatcher
 from handwritten.runtime.contract import (
@@ -762,9 +763,10 @@ class _Consumer:
     async def _handle_one(self, msg: Msg, event: Any, delivery: Delivery) -> None:
         started = time.perf_counter()
         try:
-            await self._while_in_progress(
-                (msg,), self.endpoint.dispatch(self.handler, event, delivery)
-            )
+            with tracing.handling(delivery.headers):
+                await self._while_in_progress(
+                    (msg,), self.endpoint.dispatch(self.handler, event, delivery)
+                )
         except PermanentError as error:
             self.stats.handler_errors += 1
             await self._give_up(msg, "permanent-error", f"{type(error).__name__}: {error}")
@@ -834,7 +836,8 @@ class _Consumer:
         work = self.handle_batch([(event, delivery) for _, event, delivery in items])
         started = time.perf_counter()
         try:
-            result = await self._while_in_progress(msgs, work)
+            with tracing.handling_batch([delivery.headers for _, _, delivery in items]):
+                result = await self._while_in_progress(msgs, work)
             self.stats.timed("batch", time.perf_counter() - started)
         except Exception as error:
             if len(items) == 1:
