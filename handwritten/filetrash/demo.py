@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from handwritten.runtime import devservers
 from handwritten.runtime.servers import DATABASE_URL_ENV, NATS_URL_ENV, ServerUrls
 
 if TYPE_CHECKING:
@@ -118,8 +119,10 @@ class ServiceProcess:
     steps: Counter[str] = field(default_factory=Counter)
     stopped_stats: dict[str, Any] = field(default_factory=dict)
     exit_status: int | None = None
+    metrics_port: int | None = None
 
-    async def start(self, env: dict[str, str]) -> None:
+    async def start(self, env: dict[str, str], metrics_port: int) -> None:
+        self.metrics_port = metrics_port
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -128,6 +131,8 @@ class ServiceProcess:
             self.service,
             "--log-format",
             "json",
+            "--metrics-port",
+            str(metrics_port),
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -250,10 +255,18 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
 
         banner("Starting the services (two trash-processors compete for files.deleted)")
         env = _child_env(urls)
+        taken: set[int] = set()
         for each in processes:
-            await each.start(env)
+            port = devservers.free_port(avoid=frozenset(taken))
+            taken.add(port)
+            await each.start(env, port)
         if not await _wait_ready(processes, READY_TIMEOUT):
             return 1
+        for each in processes:
+            say(
+                each.label,
+                f"📈 metrics http://127.0.0.1:{each.metrics_port}/metrics (and /healthz, /readyz)",
+            )
 
         seed = random.SystemRandom().randrange(2**32) if options.seed is None else options.seed
         pace = "as fast as possible" if options.rate == 0 else f"{options.rate:g}/s"
