@@ -119,10 +119,9 @@ class ServiceProcess:
     steps: Counter[str] = field(default_factory=Counter)
     stopped_stats: dict[str, Any] = field(default_factory=dict)
     exit_status: int | None = None
-    metrics_port: int | None = None
 
     async def start(self, env: dict[str, str], metrics_port: int) -> None:
-        self.metrics_port = metrics_port
+        """Each service serves its metrics on its own port, and logs where."""
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -262,11 +261,6 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
             await each.start(env, port)
         if not await _wait_ready(processes, READY_TIMEOUT):
             return 1
-        for each in processes:
-            say(
-                each.label,
-                f"📈 metrics http://127.0.0.1:{each.metrics_port}/metrics (and /healthz, /readyz)",
-            )
 
         seed = random.SystemRandom().randrange(2**32) if options.seed is None else options.seed
         pace = "as fast as possible" if options.rate == 0 else f"{options.rate:g}/s"
