@@ -8,22 +8,14 @@ import asyncio
 import re
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from handwritten.runtime import devservers
-from tests.app.service_harness import Servers, ServiceProcess, provisioned, wait_until
-from tests.support.servers import NatsServer
+from tests.app.service_harness import Servers, ServiceProcess, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def servers(nats_server: NatsServer, database_url: str) -> AsyncIterator[Servers]:
-    async with provisioned(nats_server.url, database_url) as servers:
-        yield servers
 
 
 def get(port: int, path: str) -> tuple[int, str]:

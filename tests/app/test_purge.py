@@ -8,7 +8,7 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -19,19 +19,12 @@ from handwritten.filetrash.publisher import DeletionSimulator
 from handwritten.filetrash.purge import purge_expired
 from handwritten.filetrash.trash_processor import TrashProcessor
 from handwritten.runtime.contract import Delivery, Publish, PublishResult
-from tests.app.service_harness import REPO_ROOT, Servers, provisioned
-from tests.support.servers import NatsServer
+from tests.app.service_harness import REPO_ROOT, Servers
 
 pytestmark = pytest.mark.integration
 
 STREAM = "FILE_EVENTS"
 DELIVERY = Delivery("files.deleted", STREAM, 1, "trash-processor", 1)
-
-
-@pytest.fixture
-async def servers(nats_server: NatsServer, database_url: str) -> AsyncIterator[Servers]:
-    async with provisioned(nats_server.url, database_url) as servers:
-        yield servers
 
 
 async def trash(servers: Servers, count: int, *, retention_days: float, seed: int) -> list[UUID]:

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ from handwritten.runtime.registry import SERVICES
 from tests.app.service_harness import (
     Servers,
     ServiceProcess,
-    provisioned,
     running,
     wait_until,
 )
@@ -39,12 +38,6 @@ pytestmark = pytest.mark.integration
 
 STREAM = "FILE_EVENTS"
 DLQ = "FILE_EVENTS_DLQ"
-
-
-@pytest.fixture
-async def servers(nats_server: NatsServer, database_url: str) -> AsyncIterator[Servers]:
-    async with provisioned(nats_server.url, database_url) as servers:
-        yield servers
 
 
 async def trash_events(servers: Servers, deletion_ids: list[uuid.UUID]) -> reconcile.EventTally:

@@ -5,24 +5,16 @@ trash-processor's JSON log lines for it carry its trace id. Real processes, real
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from handwritten.filetrash import ids, reconcile
 from handwritten.runtime.deadletter import REASON_HEADER
-from tests.app.service_harness import Servers, ServiceProcess, provisioned, wait_until
-from tests.support.servers import NatsServer
+from tests.app.service_harness import Servers, ServiceProcess, wait_until
 
 pytestmark = pytest.mark.integration
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-01")
-
-
-@pytest.fixture
-async def servers(nats_server: NatsServer, database_url: str) -> AsyncIterator[Servers]:
-    async with provisioned(nats_server.url, database_url) as servers:
-        yield servers
 
 
 async def test_a_deletion_s_trace_reaches_its_trash_event_dead_letter_and_logs(
