@@ -149,7 +149,7 @@ async def test_every_receive_operation_gets_its_typed_events(
                     publisher = getattr(sut.publishers, sender.class_name)(publisher_js)
                     params = parameter_values(publisher)
                     model = getattr(sut.models, message.class_name)
-                    for _, payload in examples(sut, message.pointer):
+                    for _, payload in sut.examples(message):
                         event = model.model_validate_json(json.dumps(payload))
                         await publisher.publish(event, **params)
                         # The receiver parses the parameters of its own channel's address.
@@ -196,7 +196,7 @@ async def test_poison_is_dead_lettered_and_the_rest_goes_on(
             publisher = getattr(sut.publishers, sender.class_name)(publisher_js)
             params = parameter_values(publisher)
             model = getattr(sut.models, message.class_name)
-            _, payload = examples(sut, message.pointer)[0]
+            _, payload = sut.examples(message)[0]
             good = model.model_validate_json(json.dumps(payload))
             # The poison goes where the good event goes, so the consumer's filter takes it.
             first = await publisher.publish(good, **params)
@@ -229,12 +229,3 @@ def _dlq_stream(sut: SpecUnderTest, subject: str) -> str:
     from generator.subjects import contains
 
     return next(s.name for s in sut.doc.streams if any(contains(p, subject) for p in s.subjects))
-
-
-def examples(sut: SpecUnderTest, pointer: str) -> list[tuple[str, Any]]:
-    raw = sut.spec.get(pointer)
-    return [
-        (str(e.get("name", i)), e["payload"])
-        for i, e in enumerate(raw.get("examples", []))
-        if "payload" in e
-    ]

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from generator.build import build
-from generator.ir import Document
+from generator.ir import Document, Message
 from generator.load import Spec, load_spec
 from generator.render import render
 
@@ -51,6 +52,15 @@ class SpecUnderTest:
     @property
     def publishers(self) -> ModuleType:
         return importlib.import_module(f"{self.package}.publishers")
+
+    def examples(self, message: Message) -> list[tuple[str, Any]]:
+        """(name, payload) of each example of `message` in the spec, as written."""
+        raw = self.spec.get(message.pointer)
+        return [
+            (str(e.get("name", i)), e["payload"])
+            for i, e in enumerate(raw.get("examples", []))
+            if "payload" in e
+        ]
 
     @property
     def topology(self) -> ModuleType:

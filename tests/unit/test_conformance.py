@@ -58,13 +58,9 @@ class Subject:
         )
 
     def examples_of(self, class_name: str) -> list[tuple[str, Any]]:
-        message = next(m for m in self.messages if m.class_name == class_name)
-        raw = self.under_test.spec.get(message.pointer)
-        return [
-            (str(e.get("name", i)), e["payload"])
-            for i, e in enumerate(raw.get("examples", []))
-            if "payload" in e
-        ]
+        return self.under_test.examples(
+            next(m for m in self.messages if m.class_name == class_name)
+        )
 
     def model(self, class_name: str) -> type[BaseModel]:
         cls = getattr(self.under_test.models, class_name)
