@@ -26,6 +26,7 @@ from generated.models import FilePurgedEvent, PurgedFile
 from generated.publishers import PublishFilePurged
 from handwritten.filetrash import ids
 from handwritten.filetrash.db import queries
+from handwritten.runtime import tracing
 from handwritten.runtime.contract import Publish, PublishResult
 from handwritten.runtime.logging import short_id
 
@@ -84,7 +85,10 @@ async def purge_expired(
                 break
             events = [purged_event(row, cutoff) for row in rows]
             results: list[PublishResult] = await asyncio.gather(
-                *(publisher.publish(event) for event in events)
+                *(
+                    publisher.publish(event, headers=_trace_of(row))
+                    for row, event in zip(rows, events, strict=True)
+                )
             )
             await queries.delete_trashed(conn, [row.id for row in rows])
         report.batches += 1
@@ -109,3 +113,9 @@ async def purge_expired(
         if len(rows) < batch_size:
             break
     return report
+
+
+def _trace_of(row: queries.TrashRow) -> dict[str, str]:
+    """The purge continues the trace of the deletion that put the file in the trash."""
+    cause = {tracing.TRACEPARENT: row.traceparent} if row.traceparent else {}
+    return tracing.caused_by(cause, name="purge event")

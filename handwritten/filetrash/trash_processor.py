@@ -89,8 +89,11 @@ def retention_from(
     return timedelta(days=value)
 
 
-def new_trash_entry(event: FileDeletedEvent, retention: timedelta) -> queries.NewTrashEntry:
-    """The row a deletion produces: trashed when deleted, expiring `retention` later."""
+def new_trash_entry(
+    event: FileDeletedEvent, retention: timedelta, delivery: Delivery | None = None
+) -> queries.NewTrashEntry:
+    """The row a deletion produces: trashed when deleted, expiring `retention` later, with the
+    deletion's trace context."""
     file = event.data
     return queries.NewTrashEntry(
         id=ids.trash_id(event.event_id),
@@ -103,6 +106,9 @@ def new_trash_entry(event: FileDeletedEvent, retention: timedelta) -> queries.Ne
         trashed_at=file.deleted_at,
         expires_at=file.deleted_at + retention,
         original_event_id=event.event_id,
+        traceparent=tracing.carried(delivery.headers if delivery else None).get(
+            tracing.TRACEPARENT
+        ),
     )
 
 
@@ -150,7 +156,7 @@ class TrashProcessor:
     async def on_file_deleted_event(self, event: FileDeletedEvent, delivery: Delivery) -> None:
         _log_received(event, delivery)
         row, inserted = await queries.store_trashed_file(
-            self._pool, new_trash_entry(event, self._retention)
+            self._pool, new_trash_entry(event, self._retention, delivery)
         )
         if inserted:
             self.stored += 1
@@ -188,9 +194,9 @@ class TrashProcessor:
             _log_received_batch(items)
         failures: dict[int, BaseException] = {}
         entries: list[tuple[int, queries.NewTrashEntry]] = []
-        for index, (event, _) in enumerate(items):
+        for index, (event, delivery) in enumerate(items):
             try:
-                entries.append((index, new_trash_entry(event, self._retention)))
+                entries.append((index, new_trash_entry(event, self._retention, delivery)))
             except (ValueError, OverflowError) as error:  # e.g. an expiry past year 9999
                 failures[index] = error
         async with self._pool.acquire() as conn:

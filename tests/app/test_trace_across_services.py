@@ -1,15 +1,18 @@
 """One request followed across services: each deletion's W3C traceparent (set by the
-publisher) travels to its trash event and to the dead letter of a poison message, and the
-trash-processor's JSON log lines for it carry its trace id. Real processes, real servers."""
+publisher) travels to its trash event, to the dead letter of a poison message and, days later,
+to its purge event; the trash-processor's JSON log lines for it carry its trace id. Real
+processes, real servers."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from handwritten.filetrash import ids, reconcile
+from handwritten.filetrash.purge import purge_expired
 from handwritten.runtime.deadletter import REASON_HEADER
 from tests.app.service_harness import Servers, ServiceProcess, wait_until
 
@@ -55,6 +58,12 @@ async def test_a_deletion_s_trace_reaches_its_trash_event_dead_letter_and_logs(
     letters = await reconcile.scan(servers.js, stream="FILE_EVENTS_DLQ", subject=">")
     letter = next(m for m in letters if m.headers.get("traceparent") == poison_trace)
     assert letter.headers[REASON_HEADER] == "invalid-json"
+    report = await purge_expired(
+        servers.pool, servers.publisher, now=datetime.now(UTC) + timedelta(days=3650)
+    )
+    assert report.purged == 5
+    purged = await reconcile.scan(servers.js, stream="FILE_EVENTS", subject="files.purged")
+    assert {m.headers.get("traceparent") for m in purged} == traces
     logged = set()
     for line in process.log_lines():
         logged.update([line.get("trace_id"), *line.get("trace_ids", [])])

@@ -46,6 +46,8 @@ class TrashRow:
     original_event_id: UUID
     stored_at: datetime
     trash_event_seq: int | None
+    traceparent: str | None
+    """The deletion's W3C trace context, for the trash and purge events (0006)."""
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> TrashRow:
@@ -69,6 +71,7 @@ class NewTrashEntry:
     trashed_at: datetime
     expires_at: datetime
     original_event_id: UUID
+    traceparent: str | None = None
 
 
 async def store_trashed_file(conn: Connection, entry: NewTrashEntry) -> tuple[TrashRow, bool]:
@@ -80,8 +83,9 @@ async def store_trashed_file(conn: Connection, entry: NewTrashEntry) -> tuple[Tr
     record = await conn.fetchrow(
         f"""
         INSERT INTO trashed_files (id, file_id, file_name, file_path, file_size, mime_type,
-                                   user_id, trashed_at, expires_at, original_event_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                   user_id, trashed_at, expires_at, original_event_id,
+                                   traceparent)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         ON CONFLICT (original_event_id) DO NOTHING
         RETURNING {_TRASH_COLUMNS}
         """,
@@ -95,6 +99,7 @@ async def store_trashed_file(conn: Connection, entry: NewTrashEntry) -> tuple[Tr
         entry.trashed_at,
         entry.expires_at,
         entry.original_event_id,
+        entry.traceparent,
     )
     if record is not None:
         return TrashRow.from_record(record), True
@@ -130,10 +135,11 @@ async def store_trashed_files(
     records = await conn.fetch(
         f"""
         INSERT INTO trashed_files (id, file_id, file_name, file_path, file_size, mime_type,
-                                   user_id, trashed_at, expires_at, original_event_id)
+                                   user_id, trashed_at, expires_at, original_event_id,
+                                   traceparent)
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
                              $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                             $10::uuid[])
+                             $10::uuid[], $11::text[])
         ON CONFLICT (original_event_id) DO NOTHING
         RETURNING {_TRASH_COLUMNS}
         """,
@@ -147,6 +153,7 @@ async def store_trashed_files(
         [e.trashed_at for e in batch],
         [e.expires_at for e in batch],
         [e.original_event_id for e in batch],
+        [e.traceparent for e in batch],
     )
     inserted = {row.original_event_id: row for row in map(TrashRow.from_record, records)}
     found: dict[UUID, TrashRow] = {}
