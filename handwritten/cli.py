@@ -67,10 +67,54 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    states = devservers.status(args.dev_dir)
-    for state in states:
-        print(devservers.describe(state))
-    return 0 if all(state.running for state in states) else 3
+    """The dev servers (when `filetrash up` started some), then the system as the spec defines
+    it, live. Exit 0 when all is well, 3 when a dev server is down, 4 when the topology drifted
+    from the spec, 5 when a durable is missing or lags (see --max-pending, --max-headroom)."""
+    import asyncio
+    import json
+    import time
+
+    from handwritten.runtime.servers import ServersNotConfigured, resolve_servers
+
+    if not os.environ.get("NATS_URL"):  # the dev servers, as before
+        states = devservers.status(args.dev_dir)
+        if not args.json:
+            for state in states:
+                print(devservers.describe(state))
+        if not all(state.running for state in states):
+            return 3
+    try:
+        urls = resolve_servers(args.dev_dir, database=False)
+    except ServersNotConfigured as error:
+        return user_error(str(error))
+    while True:
+        status, code = asyncio.run(_read_status(urls.nats_url, args))
+        if args.json:
+            print(json.dumps({**status, "exit": code}, indent=2))
+        else:
+            if args.watch:
+                print("\x1b[2J\x1b[H", end="")  # clear the screen, cursor home
+            print(status["text"])
+        if not args.watch:
+            return code
+        time.sleep(args.watch)
+
+
+async def _read_status(nats_url: str, args: argparse.Namespace) -> tuple[dict[str, object], int]:
+    from generated.consumers import ENDPOINTS
+    from generated.topology import CONSUMERS, STREAMS
+    from handwritten.runtime import status
+    from handwritten.runtime.connect import connect_nats
+
+    nc = await connect_nats(nats_url, name="filetrash status")
+    try:
+        found = await status.read_status(nc, STREAMS, CONSUMERS, ENDPOINTS)
+    finally:
+        await nc.close()
+    code = status.verdict(found, max_pending=args.max_pending, max_headroom=args.max_headroom)
+    if args.json:
+        return found.as_json(), code
+    return {"text": status.render(found)}, code
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
@@ -202,8 +246,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dev_dir(down)
     down.set_defaults(run=cmd_down)
 
-    status = commands.add_parser("status", help="show the dev servers (exit 3 if not all run)")
+    status = commands.add_parser(
+        "status",
+        help="the dev servers and the system as the spec defines it, live",
+        description="Streams (messages, bytes, oldest, use of each limit), durables (pending, "
+        "ack pending, redelivered, waiting pulls, headroom before the stream's limits drop "
+        "what they still need, dead letters by reason, last activity) and drift from the spec. "
+        "Exit 0: all well; 3: a dev server is down; 4: the topology drifted from the spec; "
+        "5: a durable is missing, lags past --max-pending, or its unprocessed messages use more "
+        "than --max-headroom of a stream limit.",
+    )
     _add_dev_dir(status)
+    status.add_argument("--json", action="store_true", help="one JSON document, for machines")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh in place every SECONDS (default 2)",
+    )
+    status.add_argument(
+        "--max-pending",
+        type=int,
+        default=None,
+        help="exit 5 when a durable has more unprocessed messages than this",
+    )
+    status.add_argument(
+        "--max-headroom",
+        type=float,
+        default=0.8,
+        help="exit 5 when a durable's unprocessed messages use more than this fraction of a "
+        "stream limit (default 0.8)",
+    )
     status.set_defaults(run=cmd_status)
 
     provision = commands.add_parser(
