@@ -69,7 +69,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The dev servers (when `filetrash up` started some), then the system as the spec defines
     it, live. Exit 0 when all is well, 3 when a dev server is down, 4 when the topology drifted
-    from the spec, 5 when a durable is missing or lags (see --max-pending, --max-headroom)."""
+    from the spec (nothing provisioned yet included), 5 when a durable lags (see --max-pending,
+    --max-headroom)."""
     import asyncio
     import json
     import time
@@ -252,9 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Streams (messages, bytes, oldest, use of each limit), durables (pending, "
         "ack pending, redelivered, waiting pulls, headroom before the stream's limits drop "
         "what they still need, dead letters by reason, last activity) and drift from the spec. "
-        "Exit 0: all well; 3: a dev server is down; 4: the topology drifted from the spec; "
-        "5: a durable is missing, lags past --max-pending, or its unprocessed messages use more "
-        "than --max-headroom of a stream limit.",
+        "Exit 0: all well; 3: a dev server is down; 4: the topology drifted from the spec (a "
+        "stream or durable missing included); 5: a durable lags past --max-pending, or its "
+        "unprocessed messages use more than --max-headroom of a stream limit.",
     )
     _add_dev_dir(status)
     status.add_argument("--json", action="store_true", help="one JSON document, for machines")

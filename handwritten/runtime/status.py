@@ -246,10 +246,11 @@ def _header(encoded: str | None, name: str) -> str | None:
 
 
 def verdict(status: SystemStatus, *, max_pending: int | None, max_headroom: float) -> int:
-    """EXIT_LAG when a durable is missing, lags past `max_pending`, or its needed messages take
-    more than `max_headroom` of a stream limit; else EXIT_DRIFT when the topology drifted."""
+    """EXIT_LAG when a durable lags past `max_pending`, or its needed messages take more than
+    `max_headroom` of a stream limit; else EXIT_DRIFT when the topology drifted from the spec
+    (a stream or durable missing included)."""
     for consumer in status.consumers:
-        if not consumer.exists or consumer.worst_headroom > max_headroom:
+        if consumer.exists and consumer.worst_headroom > max_headroom:
             return EXIT_LAG
         if max_pending is not None and consumer.pending + consumer.ack_pending > max_pending:
             return EXIT_LAG

@@ -60,6 +60,6 @@ async def test_a_lagging_durable_its_dead_letters_and_the_exit_codes(servers: Se
 
     await servers.js.delete_consumer("FILE_EVENTS", "cleanup-service")
     gone = status(servers, "--json")
-    assert gone.returncode == 5
+    assert gone.returncode == 4
     assert consumer(json.loads(gone.stdout), "cleanup-service")["exists"] is False
     assert any("cleanup-service: create" in line for line in json.loads(gone.stdout)["drift"])
