@@ -126,7 +126,7 @@ class Report:
             )
         first = [c for c in self.changes if c.order is Order.CONSUMERS_FIRST]
         then = [c for c in self.changes if c.order is Order.PRODUCERS_FIRST]
-        if first:
+        if first and any(c.consumers for c in first):
             steps.append(
                 {
                     "step": "upgrade consumers",
@@ -135,7 +135,7 @@ class Report:
                 }
             )
         producers = sorted({p for c in first + then for p in c.producers})
-        if first or then:
+        if producers:
             steps.append(
                 {
                     "step": "upgrade producers",
@@ -143,7 +143,7 @@ class Report:
                     "changes": [c.path for c in then + first if c.producers],
                 }
             )
-        if then:
+        if then and any(c.consumers for c in then):
             steps.append(
                 {
                     "step": "upgrade consumers",
@@ -657,18 +657,35 @@ class _CounterExamples:
         self.new_valid = _validator(self.new_schema, new_class)
         self.old_root = self.old_schema["$defs"][old_class]
         self.new_root = self.new_schema["$defs"][new_class]
+        examples = [*_examples(old, old_class), *_examples(new, new_class)]
+        self.samples: dict[str, list[Any]] = {}
+        for example in examples:
+            _collect(example, None, self.samples)
         self.bases = [
-            *(_examples(old, old_class)),
-            *(_examples(new, new_class)),
-            _make(self.old_root, self.old_schema, full=True),
-            _make(self.new_root, self.new_schema, full=True),
-            _make(self.old_root, self.old_schema, full=False),
-            _make(self.new_root, self.new_schema, full=False),
+            *examples,
+            *(
+                _make(root_schema, root, full=full, samples=self.samples)
+                for full in (True, False)
+                for root_schema, root in (
+                    (self.old_root, self.old_schema),
+                    (self.new_root, self.new_schema),
+                )
+            ),
         ]
 
     def search(self, change: Change) -> None:
         # Old readers unsafe: a new payload the old schema refuses; else an old one the new refuses.
-        want_new_valid = change.order in (Order.CONSUMERS_FIRST, Order.BREAKING)
+        directions = {
+            Order.CONSUMERS_FIRST: (True,),
+            Order.PRODUCERS_FIRST: (False,),
+            Order.BREAKING: (True, False),
+        }[change.order]
+        for want_new_valid in directions:
+            if self.search_one(change, want_new_valid):
+                return
+        change.why += " (no counter-example found by generation: the claim is conservative)"
+
+    def search_one(self, change: Change, want_new_valid: bool) -> bool:
         for candidate in self.candidates(change.instance_path):
             old_ok = self.old_valid.is_valid(candidate)
             new_ok = self.new_valid.is_valid(candidate)
@@ -682,7 +699,8 @@ class _CounterExamples:
                     if want_new_valid
                     else " (counter-example: accepted by the old schema, refused by the new)"
                 )
-                return
+                return True
+        return False
 
     def candidates(self, path: tuple[str | int, ...]) -> Iterator[Any]:
         values = list(self.values_at(path))
@@ -705,9 +723,17 @@ class _CounterExamples:
         ):
             if schema is None:
                 continue
-            yield _make(schema, root, full=True)
-            yield _make(schema, root, full=False)
-            yield from _boundaries(_deref(schema, root))
+            yield _make(schema, root, full=True, name=_last_name(path), samples=self.samples)
+            yield _make(schema, root, full=False, name=_last_name(path), samples=self.samples)
+            node = _deref(schema, root)
+            yield from _boundaries(node)
+            if "items" in node:
+                item = _make(node["items"], root, full=False)
+                for word in ("minItems", "maxItems"):
+                    if word in node:
+                        for n in (node[word] - 1, node[word] + 1):
+                            if n >= 0:
+                                yield [copy.deepcopy(item) for _ in range(n)]
         yield from (None, 0, 1.5, "x", True, [], {})
 
     def sub_default(self, path: tuple[str | int, ...]) -> Any:
@@ -719,6 +745,22 @@ class _CounterExamples:
             if schema
             else {}
         )
+
+
+def _collect(value: Any, name: str | None, into: dict[str, list[Any]]) -> None:
+    """Every leaf of an example under the name of the property that holds it."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _collect(item, key, into)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, name, into)
+    elif name is not None:
+        into.setdefault(name, []).append(value)
+
+
+def _last_name(path: tuple[str | int, ...]) -> str | None:
+    return next((p for p in reversed(path) if isinstance(p, str)), None)
 
 
 def _validator(schema: dict[str, Any], class_name: str) -> Any:
@@ -780,7 +822,15 @@ _FORMAT_VALUES = {
 }
 
 
-def _make(schema: Any, root: dict[str, Any], *, full: bool, depth: int = 0) -> Any:
+def _make(
+    schema: Any,
+    root: dict[str, Any],
+    *,
+    full: bool,
+    depth: int = 0,
+    name: str | None = None,
+    samples: dict[str, list[Any]] | None = None,
+) -> Any:
     """One value `schema` accepts, as far as a simple construction goes (`full`: every optional
     property too, and one item in each list); the validators judge the result."""
     node = _deref(schema, root)
@@ -797,10 +847,17 @@ def _make(schema: Any, root: dict[str, Any], *, full: bool, depth: int = 0) -> A
     if kind == "object":
         props = node.get("properties") or {}
         names = list(props) if full else list(node.get("required") or ())
-        return {k: _make(props[k], root, full=full, depth=depth + 1) for k in names if k in props}
+        return {
+            k: _make(props[k], root, full=full, depth=depth + 1, name=k, samples=samples)
+            for k in names
+            if k in props
+        }
     if kind == "array":
         count = max(node.get("minItems", 0), 1 if full else 0)
-        return [_make(node.get("items"), root, full=full, depth=depth + 1) for _ in range(count)]
+        return [
+            _make(node.get("items"), root, full=full, depth=depth + 1, name=name, samples=samples)
+            for _ in range(count)
+        ]
     if kind in ("integer", "number"):
         low = node.get("minimum", node.get("exclusiveMinimum", 0))
         value = max(low, 0) if "maximum" not in node else min(max(low, 0), node["maximum"])
@@ -815,6 +872,11 @@ def _make(schema: Any, root: dict[str, Any], *, full: bool, depth: int = 0) -> A
     if kind == "string":
         if node.get("format") in _FORMAT_VALUES:
             return _FORMAT_VALUES[node["format"]]
+        if "pattern" in node:  # a value the examples hold under the same name, if one fits
+            regex = formats.ecma_regex(node["pattern"])
+            for value in (samples or {}).get(name or "", []):
+                if isinstance(value, str) and regex.search(value):
+                    return value
         return "a" * max(node.get("minLength", 1), 1)
     return None
 
@@ -829,11 +891,6 @@ def _boundaries(node: dict[str, Any]) -> Iterator[Any]:
             for n in (node[word] - 1, node[word], node[word] + 1):
                 if n >= 0:
                     yield "a" * n
-    for word in ("minItems", "maxItems"):
-        if word in node and "items" in node:
-            for n in (node[word] - 1, node[word] + 1):
-                if n >= 0:
-                    yield [None] * n
     yield from node.get("enum") or ()
     if "const" in node:
         yield node["const"]
@@ -1014,6 +1071,7 @@ def _compare_parameters(new: Side, key: str, before: Any, after: Any, pointer: s
                 "(invalid-subject)",
                 _PAYLOAD_MIGRATION[order],
             )
+            c.consumers, c.producers = _receivers_of(new.doc, key), _senders_of(new.doc, key)
             changes.append(c)
     return changes
 
