@@ -109,13 +109,19 @@ def _matches(pattern: str, subject: str) -> bool:
 
 
 async def read_dead_letters(
-    js: JetStreamContext, stream: str, *, first: int = 1, last: int | None = None
+    js: JetStreamContext,
+    stream: str,
+    *,
+    first: int = 1,
+    last: int | None = None,
+    subject: str = ">",
 ) -> AsyncIterator[DeadLetter]:
-    """Every message of the dead-letter stream from sequence `first`, oldest first."""
+    """The messages of the dead-letter stream on `subject` from sequence `first`, oldest first
+    (deleted ones skipped: the server looks for the next one on the subject)."""
     seq = first
     while last is None or seq <= last:
         try:
-            raw = await js.get_msg(stream, seq, next=True)
+            raw = await js.get_msg(stream, seq, subject=subject, next=True)
         except nats.js.errors.NotFoundError as error:
             if error.err_code == NO_MESSAGE_FOUND:
                 return
@@ -270,7 +276,10 @@ async def replay(
 ) -> ReplayReport:
     """Hands each selected dead letter of `endpoint.durable` to its handler again."""
     report = ReplayReport()
-    async for letter in read_dead_letters(js, stream, first=first, last=last):
+    letters = read_dead_letters(
+        js, stream, first=first, last=last, subject=endpoint.dead_letter_subject
+    )
+    async for letter in letters:
         if letter.consumer != endpoint.durable or (reason and letter.reason != reason):
             continue
         data = letter.data
