@@ -187,8 +187,12 @@ async def _dlq(args: argparse.Namespace, resolve_servers: Any) -> int:
             if pool is not None and definition.migrations is not None and not args.dry_run:
                 await require_migrated(pool, definition.migrations)
             js = nc.jetstream()
+            options: dict[str, object] = {}
+            for contribution in registry.contributions()[0]:  # as `filetrash run` has them
+                if contribution.run_options is not None:
+                    options.update(contribution.run_options(args))
             resources = ServiceResources(
-                js=JetStreamPublisher(js), database=pool, service=args.consumer
+                js=JetStreamPublisher(js), database=pool, options=options, service=args.consumer
             )
             handler = definition.make_handler(resources)
             kept = 0
@@ -225,7 +229,7 @@ async def _dlq(args: argparse.Namespace, resolve_servers: Any) -> int:
     return 0
 
 
-def _add_dlq(commands: Any) -> None:
+def _add_dlq(commands: Any, contributed: Sequence[registry.Contribution]) -> None:
     from handwritten.runtime.deadletter import REASONS
 
     parser = commands.add_parser(
@@ -248,6 +252,9 @@ def _add_dlq(commands: Any) -> None:
     replay.add_argument(
         "--dry-run", action="store_true", help="only say which the consumer would accept now"
     )
+    for contribution in contributed:  # the options a handler gets from `filetrash run`
+        if contribution.add_run_options is not None:
+            contribution.add_run_options(replay)
     for each in (listing, show, replay):
         each.add_argument("--stream", help="the dead-letter stream (default: every one)")
         each.set_defaults(run=cmd_dlq)
@@ -319,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     for problem in problems:
         print(f"filetrash: warning: {problem}", file=sys.stderr)
     _add_run(commands, contributed)
-    _add_dlq(commands)
+    _add_dlq(commands, contributed)
     for contribution in contributed:  # the apps' commands, e.g. publish, purge, demo
         if contribution.add_commands is not None:
             contribution.add_commands(commands)
