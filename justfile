@@ -18,7 +18,12 @@ default:
 generate:
     {{python}} -m generator generate
 
-# Fail when generated/ is stale or was edited by hand.
+# The spec as one self-contained page, docs/spec.html, and its diagram, docs/topology.svg
+# (`just generate` writes them too; `just check` compares them).
+docs:
+    {{python}} -m generator docs
+
+# Fail when generated/ (or the docs/ page) is stale or was edited by hand.
 check:
     {{python}} -m generator check
 
@@ -47,7 +52,7 @@ test *ARGS:
 lint:
     {{python}} -m ruff check .
     {{python}} -m ruff format --check .
-    {{python}} -m mypy
+    {{python}} -m mypy $({{python}} -m handwritten.runtime.lint_scope)
 
 # Validate the spec with the official AsyncAPI parser (installs it into a temporary directory).
 validate-spec:

@@ -284,7 +284,14 @@ class _Builder:
                 if message is not None:
                     keys.append(message.key)
             channels[key] = Channel(
-                key, address, subject, bound, tuple(keys), self.spec.where(pointer), parameters
+                key,
+                address,
+                subject,
+                bound,
+                tuple(keys),
+                self.spec.where(pointer),
+                parameters,
+                naming.printable(str(raw.get("description") or raw.get("title") or "")),
             )
         return channels
 
@@ -505,6 +512,16 @@ class _Builder:
             id_field=id_field,
             pointer=target,
             location=self.spec.where(target),
+            description=naming.printable(str(raw.get("description") or raw.get("summary") or "")),
+            content_type=content_type,
+            examples=tuple(
+                (
+                    str(example.get("name", i)),
+                    json.dumps(example["payload"], indent=2, ensure_ascii=False, default=str),
+                )
+                for i, example in enumerate(raw.get("examples") or [])
+                if isinstance(example, dict) and "payload" in example
+            ),
         )
         messages[key] = message
         return message

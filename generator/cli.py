@@ -1,4 +1,4 @@
-"""`python -m generator generate|check|compat`: the spec → IR → render pipeline behind
+"""`python -m generator generate|check|docs|compat`: the spec → IR → render pipeline behind
 `just generate`, and the compatibility gate behind `just compat`.
 
 Exit codes: 0 done (or up to date), 1 `check` found a difference (or `compat` a breaking change
@@ -22,9 +22,10 @@ from generator import compat
 from generator.build import build
 from generator.consumers_check import check_consumers
 from generator.diagnostics import SpecError
+from generator.docs import DOCS_PATH, docs_files
 from generator.load import Spec, load_spec, load_text
 from generator.models import ModelGenerationError
-from generator.output import diff, write_atomically
+from generator.output import diff, write_atomically, write_file_atomically
 from generator.render import FormatError, render
 
 EXIT_OK, EXIT_STALE, EXIT_SPEC = 0, 1, 2
@@ -32,7 +33,7 @@ EXIT_OK, EXIT_STALE, EXIT_SPEC = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
-    parser.add_argument("command", choices=["generate", "check", "compat"])
+    parser.add_argument("command", choices=["generate", "check", "docs", "compat"])
     parser.add_argument(
         "--spec",
         type=Path,
@@ -44,6 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         default=Path("generated"),
         help="the package to write or compare (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="the HTML page of the spec (its diagram goes beside it as topology.svg), written by "
+        "generate and docs, compared by check "
+        f"(default: {DOCS_PATH} beside the default --out, none otherwise)",
     )
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
     parser.add_argument("--quiet", action="store_true", help="print only problems")
@@ -68,9 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return compat_main(args.spec, args.against, args.format, frozenset(args.allow))
 
     started = time.perf_counter()
+    docs = args.docs
+    if docs is None and (args.command == "docs" or args.out == Path("generated")):
+        docs = DOCS_PATH
     try:
         document, warnings = build(load_spec(args.spec, _display(args.spec)), strict=args.strict)
+        if args.command == "docs":
+            assert docs is not None
+            return _write_docs(docs_files(document), docs.parent, started, quiet=args.quiet)
         files = render(document)
+        pages = docs_files(document) if docs is not None else {}
     except SpecError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic.render(), file=sys.stderr)
@@ -92,10 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "check":
         delta = diff(files, args.out)
+        if docs is not None:
+            delta += diff(pages, docs.parent, only=set(pages))
         if delta:
             sys.stdout.write(delta)
             print(
-                f"{args.out}/ is stale or was edited by hand: run `just generate`", file=sys.stderr
+                f"{args.out}/{' or ' + str(docs.parent) + '/' if docs else ''} is stale or was "
+                "edited by hand: run `just generate`",
+                file=sys.stderr,
             )
             return EXIT_STALE
         if not args.quiet:
@@ -103,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     write_atomically(files, args.out)
+    if docs is not None:
+        for name, text in pages.items():
+            write_file_atomically(text, docs.parent / name)
     if not args.quiet:
         elapsed = time.perf_counter() - started
         print(f"generated {len(files)} files in {args.out}/ from {args.spec} in {elapsed:.2f}s")
@@ -170,6 +193,18 @@ def _load_against(spec: Path, against: str) -> Spec:
             f"({shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else 'unknown ref'})"
         )
     return load_text(shown.stdout, f"{against}:{inside}")
+
+
+def _write_docs(pages: dict[str, str], folder: Path, started: float, *, quiet: bool) -> int:
+    for name, text in pages.items():
+        write_file_atomically(text, folder / name)
+    if not quiet:
+        elapsed = time.perf_counter() - started
+        sizes = ", ".join(
+            f"{folder / n} ({len(t.encode()) / 1024:.0f} KiB)" for n, t in pages.items()
+        )
+        print(f"wrote {sizes} in {elapsed:.2f}s")
+    return EXIT_OK
 
 
 def _display(path: Path) -> str:

@@ -43,6 +43,10 @@ class Message:
     """Python name of the field whose value is the default `Nats-Msg-Id` (the `eventId`)."""
     pointer: str
     location: Location
+    description: str = ""
+    content_type: str = "application/json"
+    examples: tuple[tuple[str, str], ...] = ()
+    """(name, payload as indented JSON) of each example, for the docs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class Channel:
     location: Location
     parameters: tuple[Parameter, ...] = ()
     """In the order they appear in the address."""
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)

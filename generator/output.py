@@ -27,9 +27,12 @@ def read_tree(out: Path) -> dict[str, str]:
     return files
 
 
-def diff(expected: dict[str, str], out: Path) -> str:
-    """A unified diff from what is in `out` to what the spec renders; empty when they match."""
+def diff(expected: dict[str, str], out: Path, *, only: set[str] | None = None) -> str:
+    """A unified diff from what is in `out` to what the spec renders; empty when they match.
+    With `only`, just those files of `out` are compared (pages among other docs)."""
     actual = read_tree(out)
+    if only is not None:
+        actual = {rel: text for rel, text in actual.items() if rel in only}
     chunks: list[str] = []
     for rel in sorted(set(expected) | set(actual)):
         before, after = actual.get(rel), expected.get(rel)
@@ -66,3 +69,14 @@ def write_atomically(files: dict[str, str], out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_file_atomically(text: str, path: Path) -> None:
+    """Replaces one file: written beside it, then renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.new-{os.getpid()}")
+    try:
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ command works the same with the app's folder deleted, those commands just absent
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,7 +128,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     urls = resolve_servers(database=definition.uses_database)
     settings = ConsumeSettings(batch_size=args.batch_size, concurrency=args.concurrency)
     try:
-        asyncio.run(run_service(args.service, urls, options=options, settings=settings))
+        asyncio.run(
+            run_service(
+                args.service,
+                urls,
+                options=options,
+                settings=settings,
+                metrics_port=args.metrics_port,
+            )
+        )
     except (
         ConsumerMissing,
         ConsumerNotPullBased,
@@ -285,6 +294,14 @@ def _add_run(commands: Any, contributed: Sequence[registry.Contribution]) -> Non
         type=positive_int,
         default=4,
         help="batches handled at once, for a service that takes batches (default: 4)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=positive_int,
+        default=os.environ.get("FILETRASH_METRICS_PORT") or None,  # parsed like the flag
+        help="serve Prometheus metrics on /metrics, and /healthz and /readyz, on this port "
+        "(default: FILETRASH_METRICS_PORT, else none; FILETRASH_METRICS_HOST is the address, "
+        "127.0.0.1 by default)",
     )
     add_log_format(run)
     for contribution in contributed:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from handwritten.runtime import devservers
 from handwritten.runtime.servers import DATABASE_URL_ENV, NATS_URL_ENV, ServerUrls
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ class ServiceProcess:
     stopped_stats: dict[str, Any] = field(default_factory=dict)
     exit_status: int | None = None
 
-    async def start(self, env: dict[str, str]) -> None:
+    async def start(self, env: dict[str, str], metrics_port: int) -> None:
+        """Each service serves its metrics on its own port, and logs where."""
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -128,6 +130,8 @@ class ServiceProcess:
             self.service,
             "--log-format",
             "json",
+            "--metrics-port",
+            str(metrics_port),
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -250,8 +254,11 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
 
         banner("Starting the services (two trash-processors compete for files.deleted)")
         env = _child_env(urls)
+        taken: set[int] = set()
         for each in processes:
-            await each.start(env)
+            port = devservers.free_port(avoid=frozenset(taken))
+            taken.add(port)
+            await each.start(env, port)
         if not await _wait_ready(processes, READY_TIMEOUT):
             return 1
 

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from generated.models import DeletedFile, FileDeletedEvent
 from generated.publishers import PublishFileDeleted
+from handwritten.runtime import tracing
 from handwritten.runtime.contract import Publish, PublishResult
 from handwritten.runtime.logging import short_id
 
@@ -262,7 +263,7 @@ async def publish_deletions(
                     else:
                         break
         event = simulator.next_event()
-        result = await publisher.publish(event)
+        result = await publisher.publish(event, headers=tracing.caused_by(name="deletion"))
         published.append(PublishedDeletion(event, result))
         on_published(event, result)
         index += 1

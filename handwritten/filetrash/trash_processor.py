@@ -43,6 +43,7 @@ from generated.publishers import PublishFilePlacedInTrash
 from handwritten.filetrash import ids
 from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.filetrash.faults import NO_FAULTS, FaultInjector
+from handwritten.runtime import tracing
 from handwritten.runtime.contract import (
     BatchResult,
     Delivery,
@@ -161,14 +162,18 @@ class TrashProcessor:
         if row.trash_event_seq is not None:
             _log_already_published(row)
         else:
-            await self._publish_trash_event(row, placed_in_trash_event(row))
+            headers = tracing.caused_by(delivery.headers, name="trash event")
+            await self._publish_trash_event(row, placed_in_trash_event(row), headers)
         # The loop acks right after this returns; a crash before that brings the deletion back.
         _log_processed(event)
 
     async def _publish_trash_event(
-        self, row: queries.TrashRow, trash_event: FilePlacedInTrashEvent
+        self,
+        row: queries.TrashRow,
+        trash_event: FilePlacedInTrashEvent,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        result = await self._publish.publish(trash_event)
+        result = await self._publish.publish(trash_event, headers=headers)
         if not result.duplicate:
             self.published += 1
         _log_published(row, trash_event, result)
@@ -191,7 +196,9 @@ class TrashProcessor:
         async with self._pool.acquire() as conn:
             unsent = await self._store_batch(conn, items, entries, failures)
             self._faults.point("after-insert")
-            recorded = await self._announce_batch(unsent, failures, single=len(items) == 1)
+            recorded = await self._announce_batch(
+                unsent, failures, single=len(items) == 1, causes=[d.headers for _, d in items]
+            )
             self._faults.point("after-publish")
             await queries.mark_trash_events_published(conn, recorded)
         succeeded = len(items) - len(failures)
@@ -238,19 +245,24 @@ class TrashProcessor:
         return list(unsent.values())
 
     async def _publish_all(
-        self, trash_events: Sequence[FilePlacedInTrashEvent]
+        self,
+        trash_events: Sequence[FilePlacedInTrashEvent],
+        headers: Sequence[Mapping[str, str]],
     ) -> Sequence[PublishResult | BaseException]:
         """Publish concurrently and wait for every PubAck: in one go through `publish_many`
         when the publisher has it, else one task per event."""
         if not isinstance(self._js, PublishMany):
             return await asyncio.gather(
-                *(self._publish.publish(trash_event) for trash_event in trash_events),
+                *(
+                    self._publish.publish(event, headers=h)
+                    for event, h in zip(trash_events, headers, strict=True)
+                ),
                 return_exceptions=True,
             )
         rendered = _Rendered()
         publisher = PublishFilePlacedInTrash(rendered)
-        for trash_event in trash_events:
-            await publisher.publish(trash_event)
+        for trash_event, h in zip(trash_events, headers, strict=True):
+            await publisher.publish(trash_event, headers=h)
         return await self._js.publish_many(rendered.messages)
 
     async def _announce_batch(
@@ -259,11 +271,16 @@ class TrashProcessor:
         failures: dict[int, BaseException],
         *,
         single: bool,
+        causes: Sequence[Mapping[str, str]],
     ) -> list[tuple[UUID, int]]:
         """Publish the trash events concurrently and wait for every PubAck; (trash id,
-        sequence) of those JetStream acknowledged. A failed publish fails its items only."""
+        sequence) of those JetStream acknowledged. A failed publish fails its items only.
+        Each trash event carries the trace of the deletion it answers (`causes`, by item)."""
         trash_events = [placed_in_trash_event(row) for row, _ in unsent]
-        results = await self._publish_all(trash_events)
+        headers = [
+            tracing.caused_by(causes[indexes[0]], name="trash event") for _, indexes in unsent
+        ]
+        results = await self._publish_all(trash_events, headers)
         recorded: list[tuple[UUID, int]] = []
         fresh: list[PublishResult] = []
         for (row, indexes), trash_event, result in zip(unsent, trash_events, results, strict=True):

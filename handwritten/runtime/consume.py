@@ -55,7 +55,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
 import nats.errors
@@ -66,6 +67,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo, Header
 from pydantic import ValidationError
 
+from handwritten.runtime import tracing
 from handwritten.runtime.addresses import InvalidSubjectParameter, SubjectOutsideAddress
 from handwritten.runtime.advisories import MaxDeliveriesWatcher
 from handwritten.runtime.contract import (
@@ -203,6 +205,31 @@ class ConsumeStats:
     batch_fallbacks: int = 0
     pauses: int = 0
     """Waits before a single-message pull while every handler failed."""
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    bound: bool = False
+    """The durable was found and the loop pulls from it (readiness)."""
+    observe: Callable[[str, float], None] | None = field(default=None, compare=False, repr=False)
+    """Called with ("handler" | "batch" | "end_to_end", seconds) as work completes (metrics)."""
+
+    @property
+    def in_flight(self) -> int:
+        """Fetched and not settled yet."""
+        return max(self.fetched - self.settled, 0)
+
+    def timed(self, kind: str, seconds: float) -> None:
+        if self.observe is not None:
+            self.observe(kind, seconds)
+
+    def handled_event(self, event: Any, msg: Msg) -> None:
+        """End-to-end latency: from the event's own `timestamp` when it has an aware one, else
+        from when JetStream stored the message."""
+        if self.observe is None:
+            return
+        stamp = getattr(event, "timestamp", None)
+        if not (isinstance(stamp, datetime) and stamp.tzinfo is not None):
+            stamp = msg.metadata.timestamp
+        if isinstance(stamp, datetime):
+            self.observe("end_to_end", max((datetime.now(UTC) - stamp).total_seconds(), 0.0))
 
     @property
     def settled(self) -> int:
@@ -734,10 +761,12 @@ class _Consumer:
         await self._handle_one(msg, event, _delivery(msg, parameters))
 
     async def _handle_one(self, msg: Msg, event: Any, delivery: Delivery) -> None:
+        started = time.perf_counter()
         try:
-            await self._while_in_progress(
-                (msg,), self.endpoint.dispatch(self.handler, event, delivery)
-            )
+            with tracing.handling(delivery.headers):
+                await self._while_in_progress(
+                    (msg,), self.endpoint.dispatch(self.handler, event, delivery)
+                )
         except PermanentError as error:
             self.stats.handler_errors += 1
             await self._give_up(msg, "permanent-error", f"{type(error).__name__}: {error}")
@@ -747,8 +776,10 @@ class _Consumer:
             self._outcome(succeeded=0, failed=1, error=error)
             await self._failed(msg, error)
             return
+        self.stats.timed("handler", time.perf_counter() - started)
         self._outcome(succeeded=1, failed=0, error=None)
         self.stats.handled += 1
+        self.stats.handled_event(event, msg)
         await self._ack((msg,))
 
     async def _ack(self, msgs: Sequence[Msg]) -> None:
@@ -803,8 +834,11 @@ class _Consumer:
         self.stats.batches += 1
         msgs = [msg for msg, _, _ in items]
         work = self.handle_batch([(event, delivery) for _, event, delivery in items])
+        started = time.perf_counter()
         try:
-            result = await self._while_in_progress(msgs, work)
+            with tracing.handling_batch([delivery.headers for _, _, delivery in items]):
+                result = await self._while_in_progress(msgs, work)
+            self.stats.timed("batch", time.perf_counter() - started)
         except Exception as error:
             if len(items) == 1:
                 result = BatchResult({0: error})
@@ -839,6 +873,9 @@ class _Consumer:
             last = transient[-1] if transient else None
             self._outcome(succeeded=len(succeeded), failed=len(transient), error=last)
         self.stats.handled += len(succeeded)
+        for index, (msg, event, _) in enumerate(items):
+            if index not in failures:
+                self.stats.handled_event(event, msg)
         await asyncio.gather(self._ack(succeeded), *settle)
 
     # -- settling --------------------------------------------------------------------------
@@ -957,6 +994,8 @@ class _Consumer:
                 except Exception:
                     log.debug("in-progress while holding a dead letter failed", exc_info=True)
                 await _sleep_unless(self.stop, 1.0)
+        reasons = self.stats.dead_letter_reasons
+        reasons[reason] = reasons.get(reason, 0) + 1
         if await self._confirm(msg, msg.Ack.Term):
             self.stats.dead_lettered += 1
         else:
@@ -1052,6 +1091,7 @@ async def run_consumer(
     stats = stats if stats is not None else ConsumeStats()
     js = nc.jetstream()
     info = await bind_consumer(js, endpoint)
+    stats.bound = True
     takes_batches = callable(getattr(handler, "handle_batch", None))
     linger = settings.linger if takes_batches else 0.0
     pull = await StreamingPull(nc, endpoint.stream, endpoint.durable, linger=linger).start()
@@ -1075,6 +1115,7 @@ async def run_consumer(
         if last:
             consumer.start(last)
     finally:
+        stats.bound = False
         await consumer.wait_in_flight()
         await advisories.close()
         try:

@@ -20,11 +20,13 @@ consumer's connection, again at every redelivery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from handwritten.runtime import tracing
 from handwritten.runtime.contract import ConsumerEndpoint, Publish, PublishResult
 from handwritten.runtime.jetstream import (
     MSG_ID_HEADER,
@@ -145,6 +147,7 @@ async def dead_letter(
         deliveries=meta.num_delivered,
         reason=reason,
         detail=detail,
+        trace=tracing.carried(msg.headers),
     )
 
 
@@ -159,6 +162,7 @@ async def store_dead_letter(
     deliveries: int,
     reason: DeadLetterReason,
     detail: str,
+    trace: Mapping[str, str] | None = None,
 ) -> PublishResult:
     """`dead_letter` for a message known by its place in the stream rather than as a delivery
     (e.g. read back with `get_msg`): the same headers and the same Nats-Msg-Id, so both paths
@@ -175,6 +179,7 @@ async def store_dead_letter(
         reason=reason,
         detail=detail,
     )
+    headers.update(tracing.carried(trace))  # the original's trace: one request, followed
     msg_id = dead_letter_msg_id(stream, stream_seq, endpoint.durable)
     try:
         try:

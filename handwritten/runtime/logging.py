@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from handwritten.runtime import tracing
+
 LogFormat = Literal["text", "json"]
 
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -51,6 +53,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": _one_line(record.getMessage()),
         }
+        entry.update(tracing.log_fields())
         for key, value in vars(record).items():
             if key not in _RECORD_FIELDS and not key.startswith("_"):
                 entry[key] = value

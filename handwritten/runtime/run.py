@@ -4,7 +4,9 @@ SIGTERM. PostgreSQL is connected only for a service that declares a database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +21,9 @@ from handwritten.runtime.migrate import pending_migrations
 from handwritten.runtime.registry import ServiceResources, service
 from handwritten.runtime.servers import ServerUrls, redact
 from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
+
+METRICS_HOST_ENV = "FILETRASH_METRICS_HOST"
+"""Where the metrics port listens (default 127.0.0.1; 0.0.0.0 for a scraper on another host)."""
 
 
 class DatabaseNotMigrated(Exception):
@@ -62,9 +67,11 @@ async def run_service(
     settings: ConsumeSettings | None = None,
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
+    metrics_port: int | None = None,
 ) -> ConsumeStats:
     """Serve the consumer `name` until SIGTERM/SIGINT (or `stop`); returns its counters.
-    `options` reach the handler as `ServiceResources.options` (an app's `run_options`)."""
+    `options` reach the handler as `ServiceResources.options` (an app's `run_options`); with
+    `metrics_port`, /metrics, /healthz and /readyz are served on it (runtime/metrics.py)."""
     definition = service(name)
     log = logging.getLogger(name)
     stop = asyncio.Event() if stop is None else stop
@@ -88,13 +95,16 @@ async def run_service(
                 service=name,
             )
             handler = definition.make_handler(resources)
-            stats = await run_consumer(
-                nc,
-                definition.endpoint,
-                handler,
-                settings=settings if settings is not None else ConsumeSettings(),
-                stop=stop,
-            )
+            stats = ConsumeStats()
+            async with _metrics(name, definition.endpoint.stream, stats, nc, pool, metrics_port):
+                await run_consumer(
+                    nc,
+                    definition.endpoint,
+                    handler,
+                    settings=settings if settings is not None else ConsumeSettings(),
+                    stop=stop,
+                    stats=stats,
+                )
     finally:
         if handle_signals:
             uninstall_shutdown()
@@ -114,3 +124,40 @@ async def run_service(
         },
     )
     return stats
+
+
+@asynccontextmanager
+async def _metrics(
+    durable: str,
+    stream: str,
+    stats: ConsumeStats,
+    nc: Client,
+    pool: asyncpg.Pool | None,
+    port: int | None,
+) -> AsyncIterator[None]:
+    """The metrics and health endpoints while the service runs, when a port is given."""
+    if port is None:
+        yield
+        return
+    from handwritten.runtime.metrics import ServiceMetrics
+
+    async def database_ready() -> bool:
+        assert pool is not None
+        try:
+            async with asyncio.timeout(2):
+                return bool(await pool.fetchval("SELECT 1") == 1)
+        except Exception:
+            return False
+
+    metrics = ServiceMetrics(
+        durable, stream, stats, nc, database_ready=database_ready if pool is not None else None
+    )
+    server = await metrics.serve(port, host=os.environ.get(METRICS_HOST_ENV, "127.0.0.1"))
+    refresh = asyncio.create_task(metrics.refresh())
+    try:
+        yield
+    finally:
+        refresh.cancel()
+        server.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresh

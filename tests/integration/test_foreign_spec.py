@@ -67,6 +67,8 @@ class Adopted:
     subject: str
     example: Any
     generate_stderr: str
+    lint_with_app_stderr: str
+    """`just lint` before the app was deleted (it passed: `copy.just` checks the exit code)."""
 
 
 def _operation_facts(spec_path: Path, key: str) -> tuple[str, str, Any]:
@@ -90,6 +92,10 @@ def adopted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if not (REPO / ".git").exists():
         pytest.skip("needs this repository's git checkout")
     copy = copy_of_repo(tmp_path_factory.mktemp("foreign") / "repo")
+    # First with the app still in place: it no longer fits the spec, and falls away from lint.
+    shutil.copy(REPO / spec.path, copy.root / "asyncapi" / "asyncapi.yaml")
+    copy.just("generate")
+    lint_with_app = copy.just("lint")
     for path in APP_PATHS:
         shutil.rmtree(copy.root / path)
     for stale in (copy.root / "handwritten" / "services").glob("*"):
@@ -98,7 +104,8 @@ def adopted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     shutil.copy(REPO / spec.path, copy.root / "asyncapi" / "asyncapi.yaml")
     copy.commit(f"another team's spec ({spec.path}), without the filetrash app")
     generated = copy.just("generate")
-    copy.commit("generated from the new spec")
+    if copy.git("status", "--porcelain"):
+        copy.commit("generated from the new spec")
     copy.just("scaffold-consumer", spec.operation)
     durable, module, example = _operation_facts(
         copy.root / "asyncapi" / "asyncapi.yaml", spec.operation
@@ -134,6 +141,7 @@ def adopted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         subject,
         example,
         generated.stderr,
+        lint_with_app.stderr,
     )
 
 
@@ -147,6 +155,11 @@ def test_generate_and_check_pass_without_the_app(adopted: Adopted) -> None:
     assert "stale-consumer" not in check.stderr and "error" not in check.stderr, check.stderr
     consumers = (adopted.copy.root / "generated" / "consumers.py").read_text(encoding="utf-8")
     assert "TRASH_PROCESSOR" not in consumers
+
+
+def test_lint_passes_with_the_app_left_in_place(adopted: Adopted) -> None:
+    """Pointed at another spec, the app no longer type-checks: lint leaves it out, saying so."""
+    assert "handwritten/filetrash/ left out of the type check" in adopted.lint_with_app_stderr
 
 
 def test_lint_passes_without_the_app(adopted: Adopted) -> None:

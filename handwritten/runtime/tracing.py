@@ -1,0 +1,84 @@
+"""W3C trace context across services, through the OpenTelemetry API only.
+
+A message caused by another carries the cause's `traceparent` (and `tracestate`): with an
+OpenTelemetry SDK configured, as a child span of it; without one the API makes no spans, and
+the cause's context travels unchanged, at no cost. A message that starts a flow (nothing caused
+it) gets a new trace. While a handler runs, its message's trace is the current one, and the JSON
+logs carry its `trace_id` and `span_id`, so one request can be followed across services.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import propagate, trace
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_CURRENT: ContextVar[Mapping[str, str] | None] = ContextVar("filetrash_trace", default=None)
+_BATCH: ContextVar[tuple[str, ...]] = ContextVar("filetrash_batch_traces", default=())
+_TRACER = trace.get_tracer("filetrash")
+
+
+def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The trace context headers among `headers`, when the traceparent is well formed."""
+    if not headers or not _TRACEPARENT.fullmatch(headers.get(TRACEPARENT, "")):
+        return {}
+    return {k: headers[k] for k in (TRACEPARENT, TRACESTATE) if k in headers}
+
+
+def new_traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def caused_by(cause: Mapping[str, str] | None = None, *, name: str = "publish") -> dict[str, str]:
+    """Trace headers for a message caused by one with headers `cause` (by default the message
+    being handled now); a new trace when there is none."""
+    parent = carried(cause if cause is not None else _CURRENT.get())
+    headers: dict[str, str] = {}
+    with _TRACER.start_as_current_span(
+        name, context=propagate.extract(parent), kind=trace.SpanKind.PRODUCER
+    ):
+        propagate.inject(headers)
+    return carried(headers) or parent or {TRACEPARENT: new_traceparent()}
+
+
+@contextmanager
+def handling(headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Makes the trace of the message being handled the current one (for logs and `caused_by`)."""
+    token = _CURRENT.set(carried(headers) or None)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextmanager
+def handling_batch(headers: Sequence[Mapping[str, str] | None]) -> Iterator[None]:
+    """The traces of a batch being handled: its log lines name them all (`trace_ids`)."""
+    ids = tuple(dict.fromkeys(m.group(1) for h in headers if (m := _match(h))))
+    token = _BATCH.set(ids)
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
+
+
+def _match(headers: Mapping[str, str] | None) -> re.Match[str] | None:
+    return _TRACEPARENT.fullmatch(headers.get(TRACEPARENT, "")) if headers else None
+
+
+def log_fields() -> dict[str, Any]:
+    """`trace_id` and `span_id` of the current message (or `trace_ids` of the current batch),
+    for the JSON logs."""
+    match = _match(_CURRENT.get())
+    if match:
+        return {"trace_id": match.group(1), "span_id": match.group(2)}
+    batch = _BATCH.get()
+    return {"trace_ids": list(batch)} if batch else {}

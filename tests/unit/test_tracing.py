@@ -1,0 +1,45 @@
+"""W3C trace context through the OpenTelemetry API, with no SDK configured (as in production
+without one): a caused message carries its cause's trace, a first message starts one, and the
+logs of a handled message name its trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from handwritten.runtime import tracing
+from handwritten.runtime.logging import JsonFormatter
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_caused_message_carries_its_cause_s_trace() -> None:
+    headers = tracing.caused_by({"traceparent": PARENT, "tracestate": "k=v", "other": "x"})
+    assert headers["traceparent"] == PARENT  # no SDK: no new span, the context travels
+    assert "other" not in headers
+
+
+def test_a_first_message_starts_a_trace() -> None:
+    first, second = tracing.caused_by(None), tracing.caused_by({"traceparent": "garbage"})
+    for headers in (first, second):
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", headers["traceparent"])
+    assert first["traceparent"] != second["traceparent"]
+
+
+def test_the_message_being_handled_is_the_cause_by_default() -> None:
+    with tracing.handling({"traceparent": PARENT}):
+        assert tracing.caused_by()["traceparent"] == PARENT
+        assert tracing.log_fields() == {
+            "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "span_id": "b7ad6b7169203331",
+        }
+    assert tracing.log_fields() == {}
+
+
+def test_json_log_lines_name_the_trace_of_the_message_being_handled() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "handled", None, None)
+    with tracing.handling({"traceparent": PARENT}):
+        line = json.loads(JsonFormatter().format(record))
+    assert line["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert "trace_id" not in json.loads(JsonFormatter().format(record))
