@@ -116,6 +116,26 @@ cases = {
             "          note: {type: string, maxLength: 100}\n          coupon: {type: string}\n",
         )
     ],
+    "message_added_to_channel": [
+        (
+            "      OrderPlaced:\n        $ref: '#/components/messages/OrderPlaced'\n",
+            "      OrderPlaced:\n        $ref: '#/components/messages/OrderPlaced'\n      OrderCancelled:\n        $ref: '#/components/messages/OrderCancelled'\n",
+        ),
+        (
+            "    DeadLetter:\n      contentType",
+            "    OrderCancelled:\n      payload:\n        type: object\n        additionalProperties: false\n        required: [eventId, eventType]\n        properties:\n          eventId: {type: string, format: uuid}\n          eventType: {type: string, const: OrderCancelled}\n      examples:\n        - payload: {eventId: 24d05b5f-3a4c-4d8e-9f10-2b3c4d5e6f70, eventType: OrderCancelled}\n        - payload: {eventId: 34d05b5f-3a4c-4d8e-9f10-2b3c4d5e6f70, eventType: OrderCancelled}\n    DeadLetter:\n      contentType",
+        ),
+        ("version: 1.0.0", "version: 1.1.0"),
+    ],
+    "limits_raised_stream_added": [
+        ("max_age: P7D", "max_age: P30D"),
+        ("max_bytes: 1048576", "max_bytes: -1"),
+        (
+            "  ORDERS_DLQ:\n",
+            "  AUDIT:\n    subjects: [audit.>]\n    retention: limits\n    storage: file\n    duplicate_window: PT2M\n  ORDERS_DLQ:\n",
+        ),
+        ("version: 1.0.0", "version: 1.0.1"),
+    ],
     "descriptions_only": [
         (
             "    Money:\n      type: object",
