@@ -28,7 +28,8 @@ check:
     {{python}} -m generator check
 
 # Every change of the spec since REF (a git ref or a file; default: main) with the deploy order it
-# needs; exit 1 on a breaking change not allowed (--allow PATH) or a version not raised.
+# needs; exit 1 on a breaking change not allowed (--allow PATH); --require-version: also on an
+# info.version not raised (CI).
 compat REF="main" *ARGS:
     {{python}} -m generator compat --against {{REF}} {{ARGS}}
 

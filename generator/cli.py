@@ -2,7 +2,7 @@
 `just generate`, and the compatibility gate behind `just compat`.
 
 Exit codes: 0 done (or up to date), 1 `check` found a difference (or `compat` a breaking change
-not allowed, or a version not raised), 2 the spec has errors.
+not allowed, or with --require-version a version not raised), 2 the spec has errors.
 Both commands also warn, without failing (not even with --strict), about receive operations
 that no module under handwritten/ consumes and about consumers whose operation is
 gone; see generator/consumers_check.py.
@@ -72,9 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATH",
         help="compat: accept the breaking changes at this dotted path (or under it); repeatable",
     )
+    parser.add_argument(
+        "--require-version",
+        action="store_true",
+        help="compat: fail (not warn) when info.version is not raised for a change that needs "
+        "a deploy order, or its major part for a breaking one (CI)",
+    )
     args = parser.parse_args(argv)
     if args.command == "compat":
-        return compat_main(args.spec, args.against, args.format, frozenset(args.allow))
+        return compat_main(
+            args.spec, args.against, args.format, frozenset(args.allow), args.require_version
+        )
 
     started = time.perf_counter()
     docs = args.docs
@@ -132,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-def compat_main(spec: Path, against: str, output: str, allow: frozenset[str]) -> int:
+def compat_main(
+    spec: Path, against: str, output: str, allow: frozenset[str], require_version: bool = False
+) -> int:
     """Compares `against` (old) with `spec` (new) and prints the changes with their order."""
     sides: list[compat.Side] = []
     for which in ("old", "new"):
@@ -150,7 +160,7 @@ def compat_main(spec: Path, against: str, output: str, allow: frozenset[str]) ->
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_SPEC
         sides.append(compat.Side(loaded, document))
-    report = compat.compare(sides[0], sides[1], allow)
+    report = compat.compare(sides[0], sides[1], allow, require_version=require_version)
     if output == "json":
         print(json.dumps(report.as_json(), indent=2, sort_keys=False))
     else:

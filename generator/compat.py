@@ -108,8 +108,17 @@ class Report:
     old_version: str
     new_version: str
     changes: list[Change]
-    problems: list[str]
-    """Version rules broken, breaking changes not allowed: each makes the exit status 1."""
+    refused: list[str]
+    """Breaking changes not allowed."""
+    version_problems: list[str]
+    """`info.version` not raised for a change that needs an order (its major part for a
+    breaking one)."""
+    require_version: bool = False
+
+    @property
+    def problems(self) -> list[str]:
+        """What makes the exit status 1: refused changes, and the version rule when required."""
+        return self.refused + (self.version_problems if self.require_version else [])
 
     def order(self) -> list[dict[str, Any]]:
         """The deploy steps: consumers of consumers-first changes, then producers, then the
@@ -163,6 +172,7 @@ class Report:
             "changes": [c.as_json() for c in self.changes],
             "order": self.order(),
             "problems": self.problems,
+            "warnings": [] if self.require_version else self.version_problems,
         }
 
     def render_text(self, new_path: str) -> str:
@@ -200,6 +210,9 @@ class Report:
             lines.append(f"  {i}. {step['step']}{names}")
         for problem in self.problems:
             lines.append(f"error: {problem}")
+        if not self.require_version:
+            for problem in self.version_problems:
+                lines.append(f"warning: {problem}")
         return "\n".join(lines) + "\n"
 
 
@@ -217,9 +230,12 @@ class Side:
         return self.spec.resolve(node, pointer)
 
 
-def compare(old: Side, new: Side, allow: frozenset[str] = frozenset()) -> Report:
+def compare(
+    old: Side, new: Side, allow: frozenset[str] = frozenset(), *, require_version: bool = False
+) -> Report:
     """Every change from `old` to `new`, classified; `allow` holds dotted paths (or their
-    prefixes) of breaking changes that are accepted."""
+    prefixes) of breaking changes that are accepted; `require_version` makes a version not
+    raised an error (CI), not a warning."""
     changes: list[Change] = []
     changes += _compare_payloads(old, new)
     changes += _compare_channels(old, new)
@@ -236,17 +252,19 @@ def compare(old: Side, new: Side, allow: frozenset[str] = frozenset()) -> Report
         old_version=str(old.doc.version),
         new_version=str(new.doc.version),
         changes=changes,
-        problems=_problems(old.doc.version, new.doc.version, changes),
+        refused=[
+            f"{c.path} (line {c.line}): breaking change {c.kind} not allowed — {c.migration}; "
+            f"or accept it with --allow {c.path}"
+            for c in changes
+            if c.order is Order.BREAKING and not c.allowed
+        ],
+        version_problems=_version_problems(old.doc.version, new.doc.version, changes),
+        require_version=require_version,
     )
 
 
-def _problems(old_version: str, new_version: str, changes: list[Change]) -> list[str]:
-    problems = [
-        f"{c.path} (line {c.line}): breaking change {c.kind} not allowed — {c.migration}; "
-        f"or accept it with --allow {c.path}"
-        for c in changes
-        if c.order is Order.BREAKING and not c.allowed
-    ]
+def _version_problems(old_version: str, new_version: str, changes: list[Change]) -> list[str]:
+    problems: list[str] = []
     if any(c.order is not Order.COMPATIBLE for c in changes) and old_version == new_version:
         problems.append(
             f"info.version is still {new_version} but some changes need a deploy order: "

@@ -202,9 +202,18 @@ def test_an_optional_field_added_to_the_deletion_is_consumers_first() -> None:
     assert result.problems == []
 
 
-def test_the_same_change_without_a_new_version_is_refused() -> None:
+def test_the_same_change_without_a_new_version_warns_and_fails_when_required(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     result = compare_texts(SPEC.read_text(), edited(ADD_CHECKSUM))
-    assert any("info.version" in p for p in result.problems)
+    assert result.problems == [] and "info.version" in result.version_problems[0]
+    new = tmp_path / "new.yaml"
+    new.write_text(edited(ADD_CHECKSUM), encoding="utf-8")
+    args = ["compat", "--spec", str(new), "--against", str(SPEC)]
+    assert main(args) == 0
+    assert "warning: info.version is still 1.0.0" in capsys.readouterr().out
+    assert main([*args, "--require-version"]) == 1
+    assert "error: info.version is still 1.0.0" in capsys.readouterr().out
 
 
 def test_a_shared_schema_change_is_listed_once_with_every_message() -> None:
@@ -233,7 +242,7 @@ def test_allow_accepts_a_breaking_change(
     refused = json.loads(capsys.readouterr().out)
     assert refused["changes"][0]["class"] == "breaking"
     assert refused["changes"][0]["kind"] == "stream-max-age-lowered"
-    assert main([*args, "--allow", "x-jetstream-streams.FILE_EVENTS"]) == 0
+    assert main([*args, "--allow", "x-jetstream-streams.FILE_EVENTS", "--require-version"]) == 0
     allowed = json.loads(capsys.readouterr().out)
     assert allowed["changes"][0]["allowed"] is True
     assert allowed["problems"] == []
