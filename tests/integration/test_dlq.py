@@ -123,3 +123,13 @@ async def test_list_show_and_replay_to_the_consumer_that_gave_up(
 
 async def _ge(count: Any, n: int) -> bool:
     return bool(await count() >= n)
+
+
+async def test_list_before_provisioning_says_what_to_do(
+    nats_server: NatsServer, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("NATS_URL", nats_server.url)
+    assert await asyncio.to_thread(main, ["dlq", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "FILE_EVENTS_DLQ does not exist: run `filetrash provision`" in err
+    assert "Traceback" not in err
