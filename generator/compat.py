@@ -409,7 +409,7 @@ class _SchemaWalk:
                 narrower = not wider
             verb = "loosened" if wider else "tightened"
             self.add(
-                f"{bp}/{word}" if after is not None else bp,
+                f"{bp}/{word}",
                 f"{word}-{verb}",
                 narrower,
                 wider,
@@ -422,7 +422,7 @@ class _SchemaWalk:
                 continue
             kind = "added" if before is None else "removed" if after is None else "changed"
             self.add(
-                f"{bp}/{word}" if after is not None else bp,
+                f"{bp}/{word}",
                 f"{word}-{kind}",
                 kind == "added",
                 kind == "removed",
@@ -442,7 +442,7 @@ class _SchemaWalk:
                 wider = ratio.denominator == 1
                 narrower = (1 / ratio).denominator == 1 if ratio else False
             self.add(
-                f"{bp}/multipleOf" if after is not None else bp,
+                f"{bp}/multipleOf",
                 "multipleOf-changed",
                 narrower,
                 wider,
@@ -452,7 +452,7 @@ class _SchemaWalk:
         self.values(a, b, bp, at, name)
         if a.get("default", _ABSENT) != b.get("default", _ABSENT):
             self.add(
-                f"{bp}/default" if "default" in b else bp,
+                f"{bp}/default",
                 "default-changed",
                 True,
                 True,
@@ -492,7 +492,7 @@ class _SchemaWalk:
             return
         kind = "values-added" if wider else "values-removed" if narrower else "values-changed"
         self.add(
-            f"{bp}/{word}" if word in b else bp,
+            f"{bp}/{word}",
             f"{word}-{kind}",
             narrower,
             wider,
@@ -561,7 +561,7 @@ class _SchemaWalk:
             if name in new_props:
                 continue
             here = (*at, name)
-            where = f"{bp}/properties" if "properties" in b else bp
+            where = f"{bp}/properties/{escape_pointer_token(name)}"
             if name in old_req:
                 self.add(
                     where,
@@ -1037,7 +1037,7 @@ def _compare_channels(old: Side, new: Side) -> list[Change]:
             if message not in ch.messages:
                 c = _topology_change(
                     new,
-                    f"{pointer}/messages",
+                    f"{pointer}/messages/{escape_pointer_token(message)}",
                     "channel-message-removed",
                     Order.PRODUCERS_FIRST,
                     f"message {message} no longer travels on {key}: new consumers dead-letter "
@@ -1051,7 +1051,7 @@ def _compare_channels(old: Side, new: Side) -> list[Change]:
             changes.append(
                 _topology_change(
                     new,
-                    "/channels",
+                    f"/channels/{escape_pointer_token(key)}",
                     "channel-removed",
                     Order.PRODUCERS_FIRST,
                     f"channel {key} ({old_channels[key].address}) removed",
@@ -1158,7 +1158,12 @@ def _compare_operations(old: Side, new: Side) -> list[Change]:
                 migration = f"delete the durable {was.consumer.durable} once its service stopped"
             changes.append(
                 _topology_change(
-                    new, "/operations", "operation-removed", Order.COMPATIBLE, why, migration
+                    new,
+                    f"/operations/{escape_pointer_token(key)}",
+                    "operation-removed",
+                    Order.COMPATIBLE,
+                    why,
+                    migration,
                 )
             )
     return changes
@@ -1303,7 +1308,7 @@ def _compare_streams(old: Side, new: Side) -> list[Change]:
             changes.append(
                 _topology_change(
                     new,
-                    "/x-jetstream-streams",
+                    f"/x-jetstream-streams/{escape_pointer_token(name)}",
                     "stream-removed",
                     Order.BREAKING,
                     f"stream {name} removed: its retained messages are lost once it is deleted",
