@@ -18,6 +18,7 @@ generated models follow exactly: tests/unit/test_conformance.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -1303,6 +1304,7 @@ def _compare_streams(old: Side, new: Side) -> list[Change]:
                         f"stream {s.name} {name} {getattr(was, name)} → {getattr(s, name)}",
                     )
                 )
+        changes += _unknown_settings(new, pointer, f"stream {s.name}", was, s, _STREAM_JUDGED)
     for name in old_streams:
         if name not in {s.name for s in new.doc.streams}:
             changes.append(
@@ -1419,4 +1421,67 @@ def _compare_consumers(old: Side, new: Side) -> list[Change]:
                 f"{now.durable} dead letters {was.dead_letter_subject} → "
                 f"{now.dead_letter_subject}: earlier ones stay where they are",
             )
+        for change in _unknown_settings(new, pointer, now.durable, was, now, _CONSUMER_JUDGED):
+            change.consumers = [now.durable]
+            changes.append(change)
+    return changes
+
+
+_STREAM_JUDGED = frozenset(
+    {
+        "name",
+        "description",
+        "location",
+        "subjects",
+        "retention",
+        "storage",
+        "discard",
+        "max_bytes",
+        "max_msgs",
+        "max_msg_size",
+        "max_age",
+        "duplicate_window",
+        "num_replicas",
+    }
+)
+_CONSUMER_JUDGED = frozenset(
+    {
+        "durable",
+        "stream",
+        "description",
+        "location",
+        "filter_subject",
+        "ack_policy",
+        "deliver_policy",
+        "ack_wait",
+        "max_deliver",
+        "backoff",
+        "max_ack_pending",
+        "max_waiting",
+        "dead_letter_subject",
+    }
+)
+
+
+def _unknown_settings(
+    new: Side, pointer: str, owner: str, was: Any, now: Any, judged: frozenset[str]
+) -> list[Change]:
+    """A setting the IR gained after this module was written is not waved through: its change
+    is breaking until someone says what JetStream does with it (and teaches it here)."""
+    changes = []
+    for item in dataclasses.fields(now):
+        if item.name in judged or getattr(was, item.name, None) == getattr(now, item.name):
+            continue
+        changes.append(
+            _topology_change(
+                new,
+                f"{pointer}/{item.name}",
+                f"{item.name.replace('_', '-')}-changed",
+                Order.BREAKING,
+                f"{owner} {item.name} {getattr(was, item.name, None)!r} → "
+                f"{getattr(now, item.name)!r}: compat does not know what JetStream does with it",
+                "check what the change does to retained data and running services, then "
+                "accept it with --allow (and teach generator/compat.py the setting)",
+            )
+        )
     return changes

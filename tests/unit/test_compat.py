@@ -11,6 +11,7 @@ generation: the old and the new spec of each case are generated into packages, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from generator import compat
 from generator.build import build
 from generator.cli import main
+from generator.ir import Stream
 from generator.load import load_spec, load_text
 from tests.compat import regen
 from tests.support import specs
@@ -273,3 +275,34 @@ def test_the_command_runs_as_a_module() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["changes"] == []
+
+
+@dataclasses.dataclass(frozen=True)
+class _LaterStream(Stream):
+    """A stream setting the IR may gain later (another engineer's per-subject limit, say)."""
+
+    max_msgs_per_subject: int = -1
+
+
+def test_a_setting_compat_does_not_know_is_breaking_until_taught() -> None:
+    spec = load_text(SPEC.read_text(), "old.yaml")
+    doc, _ = build(spec)
+
+    def with_limit(limit: int) -> compat.Side:
+        streams = tuple(
+            _LaterStream(
+                **{f.name: getattr(s, f.name) for f in dataclasses.fields(s)},
+                max_msgs_per_subject=limit,
+            )
+            for s in doc.streams
+        )
+        return compat.Side(spec, dataclasses.replace(doc, streams=streams))
+
+    result = compat.compare(with_limit(-1), with_limit(5))
+    found = {(c.path, c.kind, c.order) for c in result.changes}
+    assert (
+        "x-jetstream-streams.FILE_EVENTS.max_msgs_per_subject",
+        "max-msgs-per-subject-changed",
+        compat.Order.BREAKING,
+    ) in found
+    assert compat.compare(with_limit(5), with_limit(5)).changes == []
