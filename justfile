@@ -27,6 +27,12 @@ docs:
 check:
     {{python}} -m generator check
 
+# Every change of the spec since REF (a git ref or a file; default: main) with the deploy order it
+# needs; exit 1 on a breaking change not allowed (--allow PATH); --require-version: also on an
+# info.version not raised (CI).
+compat REF="main" *ARGS:
+    {{python}} -m generator compat --against {{REF}} {{ARGS}}
+
 # A consumer for a receive operation of the spec: handler module, test, `dev-<durable>` recipe.
 scaffold-consumer OPERATION:
     @{{python}} -m generator.scaffold {{OPERATION}}

@@ -192,6 +192,128 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """`dlq list|show|replay`: exit 2 for what the user must fix, 1 when a replay kept some."""
+    import asyncio
+
+    import nats.errors
+
+    from handwritten.runtime import dlq
+    from handwritten.runtime.servers import resolve_servers
+
+    try:
+        return asyncio.run(_dlq(args, resolve_servers))
+    except (dlq.DlqError, registry.UnknownService) as error:
+        return user_error(str(error))
+    except (nats.errors.Error, OSError, TimeoutError) as error:
+        print(f"filetrash: error: dlq {args.dlq_command} stopped: {error}", file=sys.stderr)
+        return 1
+
+
+async def _dlq(args: argparse.Namespace, resolve_servers: Any) -> int:
+    from generated.consumers import ENDPOINTS
+    from generated.topology import STREAMS
+    from handwritten.runtime import dlq
+    from handwritten.runtime.jetstream import JetStreamPublisher
+    from handwritten.runtime.registry import ServiceResources
+    from handwritten.runtime.run import connected, require_migrated
+
+    streams = dlq.dead_letter_streams(
+        ENDPOINTS, {name: list(config.subjects or ()) for name, config in STREAMS.items()}
+    )
+    if args.stream is not None:
+        if args.stream not in streams:
+            raise dlq.DlqError(
+                f"--stream {args.stream} is no dead-letter stream of the spec "
+                f"({', '.join(streams) or 'none'})"
+            )
+        streams = [args.stream]
+    if args.dlq_command == "replay":
+        definition = registry.service(args.consumer)
+        urls = resolve_servers(database=definition.uses_database)
+        first, last = dlq.parse_range(args.seq)
+        async with connected(
+            urls, name="filetrash dlq replay", database=definition.uses_database
+        ) as (
+            nc,
+            pool,
+        ):
+            if pool is not None and definition.migrations is not None and not args.dry_run:
+                await require_migrated(pool, definition.migrations)
+            js = nc.jetstream()
+            options: dict[str, object] = {}
+            for contribution in registry.contributions()[0]:  # as `filetrash run` has them
+                if contribution.run_options is not None:
+                    options.update(contribution.run_options(args))
+            resources = ServiceResources(
+                js=JetStreamPublisher(js), database=pool, options=options, service=args.consumer
+            )
+            handler = definition.make_handler(resources)
+            kept = 0
+            for stream in streams:
+                report = await dlq.replay(
+                    js,
+                    definition.endpoint,
+                    handler,
+                    stream=stream,
+                    reason=args.reason,
+                    first=first,
+                    last=last,
+                    dry_run=args.dry_run,
+                )
+                sys.stdout.write(report.render(args.consumer, args.dry_run))
+                kept += len(report.kept)
+        return 1 if kept and not args.dry_run else 0
+    urls = resolve_servers(database=False)
+    async with connected(urls, name=f"filetrash dlq {args.dlq_command}", database=False) as (
+        nc,
+        _,
+    ):
+        js = nc.jetstream()
+        if args.dlq_command == "show":
+            sys.stdout.write(dlq.render_show(await dlq.find(js, streams, args.seq, args.stream)))
+            return 0
+        letters = [
+            letter
+            for stream in streams
+            async for letter in dlq.read_dead_letters(js, stream)
+            if args.consumer is None or letter.consumer == args.consumer
+        ]
+        sys.stdout.write(dlq.render_list(dlq.summarise(letters)))
+    return 0
+
+
+def _add_dlq(commands: Any, contributed: Sequence[registry.Contribution]) -> None:
+    from handwritten.runtime.deadletter import REASONS
+
+    parser = commands.add_parser(
+        "dlq",
+        help="list, show and replay dead letters",
+        description="The dead letters of the spec's consumers. A replay hands each chosen dead "
+        "letter to the handler of the consumer that gave up on it (only that one), with the "
+        "models of the spec as it is now, and removes it from the DLQ once handled "
+        "(handwritten/runtime/dlq.py says why this way).",
+    )
+    sub = parser.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
+    listing = sub.add_parser("list", help="per consumer and reason: count, oldest, newest")
+    listing.add_argument("--consumer", help="only this durable's")
+    show = sub.add_parser("show", help="one dead letter: headers, payload, why")
+    show.add_argument("seq", type=positive_int, metavar="SEQ", help="its sequence in the DLQ")
+    replay = sub.add_parser("replay", help="hand dead letters to their consumer again")
+    replay.add_argument("--consumer", required=True, metavar="DURABLE", help="the consumer")
+    replay.add_argument("--reason", choices=REASONS, help="only dead letters of this reason")
+    replay.add_argument("--seq", metavar="A-B", help="only these DLQ sequences (A-B, A-, A)")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="only say which the consumer would accept now"
+    )
+    for contribution in contributed:  # the options a handler gets from `filetrash run`
+        if contribution.add_run_options is not None:
+            contribution.add_run_options(replay)
+    for each in (listing, show, replay):
+        each.add_argument("--stream", help="the dead-letter stream (default: every one)")
+        each.set_defaults(run=cmd_dlq)
+
+
 def _add_run(commands: Any, contributed: Sequence[registry.Contribution]) -> None:
     run = commands.add_parser(
         "run",
@@ -298,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     for problem in problems:
         print(f"filetrash: warning: {problem}", file=sys.stderr)
     _add_run(commands, contributed)
+    _add_dlq(commands, contributed)
     for contribution in contributed:  # the apps' commands, e.g. publish, purge, demo
         if contribution.add_commands is not None:
             contribution.add_commands(commands)

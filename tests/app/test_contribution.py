@@ -21,6 +21,7 @@ def test_the_app_is_discovered_with_its_commands_and_migrations() -> None:
         "status",
         "provision",
         "run",
+        "dlq",
         "publish",
         "purge",
         "demo",

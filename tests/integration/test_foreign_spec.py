@@ -50,7 +50,7 @@ FOREIGN_SPECS = [ForeignSpec("tests/specs/shop.yaml", "fulfilment")]
 APP_PATHS = ["handwritten/filetrash", "tests/app", "tests/faults", "tests/bench"]
 """The filetrash app and the tests that exercise it: what a team deletes."""
 APP_COMMANDS = ("publish", "purge", "demo")
-GENERIC_COMMANDS = ("up", "down", "status", "provision", "run")
+GENERIC_COMMANDS = ("up", "down", "status", "provision", "run", "dlq")
 NOT_WRITTEN = re.compile(r"raise NotImplementedError\(\s*\"write [^\"]+\"\s*\)")
 WRITTEN = 'log.info("✅ handled %s", type(event).__name__)'
 
