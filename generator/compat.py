@@ -26,7 +26,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
-from generator import formats, subjects
+from generator import formats, subjects, subset
 from generator.diagnostics import escape_pointer_token, pointer_to_dotted
 from generator.formats import format_checker
 from generator.ir import Document
@@ -624,19 +624,7 @@ def _types(schema: dict[str, Any]) -> set[str]:
     if isinstance(kind, str):
         return {kind}
     values = [schema["const"]] if "const" in schema else list(schema.get("enum") or ())
-    return {_json_type(v) for v in values}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return "string" if isinstance(value, str) else "object"
+    return {subset.json_type(v) for v in values}
 
 
 def _covered(inner: set[str], outer: set[str]) -> bool:

@@ -348,7 +348,7 @@ def _check_values(
     if "enum" in schema:
         values = schema["enum"]
         members = [v for v in values if v is not None] if isinstance(values, list) else []
-        kinds = {_json_type(v) for v in members}
+        kinds = {json_type(v) for v in members}
         if not isinstance(values, list) or not members:
             fix = "list the allowed values: enum: [a, b]"
         elif len(kinds) != 1:
@@ -381,7 +381,7 @@ def _check_values(
             )
     if "const" in schema:
         value = schema["const"]
-        kind = _json_type(value)
+        kind = json_type(value)
         if nullable:
             yield Problem(
                 _at(pointer, "const"),
@@ -451,11 +451,12 @@ def _base_type(schema: dict[str, Any], types: list[str]) -> str | None:
     values = schema["enum"] if isinstance(schema.get("enum"), list) else []
     if "const" in schema:
         values = [schema["const"]]
-    kinds = {_json_type(v) for v in values if v is not None}
+    kinds = {json_type(v) for v in values if v is not None}
     return kinds.pop() if len(kinds) == 1 else None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type of a JSON value (`true` is a boolean, not an integer)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -93,12 +93,13 @@ def dead_letter_streams(
         name
         for endpoint in endpoints.values()
         for name, subjects in stream_subjects.items()
-        if any(_matches(pattern, endpoint.dead_letter_subject) for pattern in subjects)
+        if any(subject_matches(pattern, endpoint.dead_letter_subject) for pattern in subjects)
     }
     return sorted(found)
 
 
-def _matches(pattern: str, subject: str) -> bool:
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether the stream subject `pattern` (wildcards allowed) takes the concrete `subject`."""
     want, have = pattern.split("."), subject.split(".")
     for i, token in enumerate(want):
         if token == ">":

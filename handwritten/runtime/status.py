@@ -25,6 +25,7 @@ from nats.js.api import StreamConfig
 
 from handwritten.runtime.contract import ConsumerBinding, ConsumerEndpoint
 from handwritten.runtime.deadletter import REASON_HEADER
+from handwritten.runtime.dlq import subject_matches
 from handwritten.runtime.provision import format_bytes, format_duration, provision
 
 API = "$JS.API"
@@ -100,17 +101,6 @@ def _when(text: str | None) -> datetime | None:
     if not text or text.startswith("0001-"):
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _captures(pattern: str, subject: str) -> bool:
-    """Whether the stream subject `pattern` takes the concrete `subject`."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)
 
 
 async def read_status(
@@ -216,7 +206,11 @@ async def _dead_letters(
     nc: Client, status: ConsumerStatus, subject: str, streams: Mapping[str, StreamConfig]
 ) -> None:
     dlq = next(
-        (n for n, c in streams.items() if any(_captures(p, subject) for p in c.subjects or [])),
+        (
+            n
+            for n, c in streams.items()
+            if any(subject_matches(p, subject) for p in c.subjects or [])
+        ),
         None,
     )
     if dlq is None:
