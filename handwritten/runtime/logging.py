@@ -68,7 +68,7 @@ def setup_logging(fmt: LogFormat = "text", level: int | str = "INFO") -> None:
     """Route all logging to stderr in the given format; safe to call more than once."""
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be 'text' or 'json', not {fmt!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -77,3 +77,16 @@ def setup_logging(fmt: LogFormat = "text", level: int | str = "INFO") -> None:
     handler._filetrash = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record is emitted, not to the stream it was
+    at setup (one that may be closed by then, as a test's captured stderr is)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
