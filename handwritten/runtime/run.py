@@ -4,6 +4,7 @@ SIGTERM. PostgreSQL is connected only for a service that declares a database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from nats.aio.client import Client
 
 from handwritten.runtime.connect import connect_db, connect_nats
 from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
+from handwritten.runtime.headroom import HeadroomMonitor, interval, warn_at
 from handwritten.runtime.jetstream import JetStreamPublisher
 from handwritten.runtime.migrate import pending_migrations
 from handwritten.runtime.registry import ServiceResources, service
@@ -88,13 +90,22 @@ async def run_service(
                 service=name,
             )
             handler = definition.make_handler(resources)
-            stats = await run_consumer(
-                nc,
-                definition.endpoint,
-                handler,
-                settings=settings if settings is not None else ConsumeSettings(),
-                stop=stop,
+            monitor = HeadroomMonitor(
+                nc.jetstream(), [definition.endpoint.stream], every=interval(), threshold=warn_at()
             )
+            watching = asyncio.create_task(monitor.run(stop))
+            try:
+                stats = await run_consumer(
+                    nc,
+                    definition.endpoint,
+                    handler,
+                    settings=settings if settings is not None else ConsumeSettings(),
+                    stop=stop,
+                )
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
     finally:
         if handle_signals:
             uninstall_shutdown()
