@@ -257,9 +257,19 @@ class JetStreamPublisher:
             elapsed = time.monotonic() - started
             giving_up = attempt >= self._attempts and elapsed + delay > self._retry_for
             retry = []
+            full_subjects: dict[str, StreamFull | None] = {}
             for index, error in failed:
                 message = messages[index]
                 full = await self._full(message.subject, len(message.payload), error)
+                if full is None and isinstance(error, nats.errors.TimeoutError):
+                    # nats-py raises a refusal with status 503 (a full stream's 10077) inside
+                    # its reply handler instead of failing the future, which then times out:
+                    # ask the stream whether the subject is at a limit.
+                    if message.subject not in full_subjects:
+                        full_subjects[message.subject] = await self._full_by_state(
+                            message.subject, len(message.payload)
+                        )
+                    full = full_subjects[message.subject]
                 if full is not None:
                     results[index] = full
                     continue
@@ -357,6 +367,11 @@ class JetStreamPublisher:
             return StreamFull(subject, None, describe_api_error(error), None, None)
         if not is_jetstream_error(error, STREAM_STORE_FAILED):
             return None
+        return await self._full_by_state(subject, size)
+
+    async def _full_by_state(self, subject: str, size: int) -> StreamFull | None:
+        """`StreamFull` if the stream capturing `subject` is at a limit for it, else None.
+        A message that was stored after all is published again with its msg id: a duplicate."""
         try:
             stream = await self._js.find_stream_name_by_subject(subject)
             info = await self._js.stream_info(stream, subjects_filter=subject)

@@ -241,3 +241,75 @@ async def test_consumer_down_past_max_age_is_reported(
     )
     assert outcome.processed == 0
     assert outcome.lost == len(deletions) == COUNT_AGED
+
+
+async def test_trash_events_full_holds_the_deletions_without_spending_deliveries(
+    nats_server: NatsServer, database_url: str, fault_dir: Path, record_result: RecordResult
+) -> None:
+    """d. Only the notification-service is down: the deletions are done by everyone else,
+    the trash events pile up to their subject's budget, and then the trash-processor's own
+    publishes are refused. It holds those deletions (no nak, no delivery spent, nothing
+    dead-lettered), deletions pile up behind them until the publisher is refused too; when
+    the notification-service is back everything drains."""
+    async with fault_servers(
+        nats_server.url, database_url, stream_limits={"max_msgs_per_subject": CAP}
+    ) as servers:
+        fleet = Fleet(fault_dir, servers.env())
+        try:
+            running = [
+                fleet.service(s, **WATCH) for s in EVERY_SERVICE if s != "notification-service"
+            ]
+            await wait_ready(*running)
+            # At 200/s every consumer keeps up: the trash events fill their budget, and the
+            # deletions after the CAP-th wait in the trash-processor.
+            steady = fleet.publisher(CAP + 100, rate=200, seed=8301, label="publisher-steady")
+            assert await steady.wait(timeout=120) == 0, steady.tail()
+
+            async def held() -> bool:
+                return any(
+                    line.get("step") == "held-stream-full" for line in fleet.logs("trash-processor")
+                )
+
+            await wait_until(held, timeout=30, what="the trash-processor holding deletions")
+            # Then the deletions pile up behind the held ones until the publisher is refused.
+            burst = fleet.publisher(2 * CAP, rate=0, seed=8302, label="publisher-burst")
+            assert await burst.wait(timeout=120) == 2, burst.tail()
+            assert "is full: max_msgs_per_subject reached" in burst.tail()
+            first = [*published_ids(steady), *published_ids(burst)]
+            info = await servers.js.consumer_info(EVENTS_STREAM, "trash-processor")
+            assert info.num_redelivered == 0, "a held message is not redelivered"
+            back = time.monotonic()
+            late = fleet.service("notification-service", **WATCH)
+            await wait_ready(late)
+            await wait_processed(servers, first, timeout=120, what="the held backlog")
+            recovery = time.monotonic() - back
+            info = await servers.js.consumer_info(EVENTS_STREAM, "trash-processor")
+            redelivered = info.num_redelivered
+
+            async def drained() -> bool:
+                return (await servers.js.stream_info(EVENTS_STREAM)).state.messages == 0
+
+            await wait_until(drained, timeout=60, what="FILE_EVENTS emptied by the acks")
+            for process in [*running, late]:
+                assert await process.terminate() == 0, process.tail()
+        finally:
+            fleet.kill_all()
+        outcome = await reconcile_run(servers, first, consumed=True)
+    record_result(
+        "8d trash events full (notification down)",
+        published=outcome.published,
+        processed=outcome.processed,
+        lost=outcome.lost,
+        duplicated=outcome.duplicated,
+        dead_lettered=outcome.dead_letters,
+        recovery_s=recovery,
+        redelivered=redelivered,
+        notes=(
+            f"max_msgs_per_subject {CAP}; notification-service down; {CAP + 100} deletions "
+            f"at 200/s, then {2 * CAP} at once: {len(first)} acknowledged in all before the "
+            "publisher was refused; the "
+            "trash-processor held the deletions whose trash events were refused, spending "
+            "no delivery"
+        ),
+    )
+    outcome.assert_exact()

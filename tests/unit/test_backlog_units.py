@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from nats.js.api import DiscardPolicy, StreamConfig, StreamInfo, StreamState
 
+from handwritten.runtime.consume import stream_full
 from handwritten.runtime.headroom import Usage, subjects_match
 from handwritten.runtime.jetstream import StreamFull, full_limit
 
@@ -62,3 +63,15 @@ def test_usage_describes_share() -> None:
     usage = Usage("S", "d", "max_age", 5 * 86400, 7 * 86400)
     assert usage.share == pytest.approx(5 / 7)
     assert usage.describe() == "S d: max_age 71.4% used, 5.0d of 7.0d"
+
+
+def test_stream_full_is_found_behind_other_errors() -> None:
+    full = StreamFull("a.b", "S", "max_msgs_per_subject", 3, 3)
+    try:
+        try:
+            raise full
+        except StreamFull as error:
+            raise RuntimeError("publishing the trash event failed") from error
+    except RuntimeError as wrapped:
+        assert stream_full(wrapped) is full
+    assert stream_full(ValueError("x")) is None
