@@ -23,12 +23,14 @@ from handwritten.runtime.contract import ConsumerBinding
 STREAMS: Final[Mapping[str, StreamConfig]] = {
     "FILE_EVENTS": StreamConfig(
         name="FILE_EVENTS",
-        description="Every file lifecycle event, kept for a week for replay and audit.",
+        description="Every file lifecycle event, kept until each consumer whose filter matches it has\nacknowledged it (interest retention; at most a week). Sized for a consumer outage of\none hour at 1,000 events a second per subject: max_msgs_per_subject 3,600,000, and\nmax_bytes above three such subjects at ~600 bytes an event (docs/backlog.md). A full\nsubject refuses new publishes (discard new, per subject) and the publisher is told;\nno acknowledged event is ever dropped to make room, and deletions cannot crowd out\nthe trash events the trash processor needs to publish to catch up.\n",
         subjects=["files.>"],
-        retention=RetentionPolicy.LIMITS,
+        retention=RetentionPolicy.INTEREST,
         storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_bytes=104857600,
+        discard=DiscardPolicy.NEW,
+        max_bytes=8589934592,
+        max_msgs_per_subject=3600000,
+        discard_new_per_subject=True,
         max_age=604800.0,
         duplicate_window=120.0,
         num_replicas=1,

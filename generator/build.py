@@ -201,6 +201,8 @@ class _Builder:
                 max_bytes=raw.get("max_bytes"),
                 max_msgs=raw.get("max_msgs"),
                 max_msg_size=raw.get("max_msg_size"),
+                max_msgs_per_subject=raw.get("max_msgs_per_subject"),
+                discard_new_per_subject=raw.get("discard_new_per_subject", False),
                 max_age=seconds(raw["max_age"]) if "max_age" in raw else None,
                 duplicate_window=seconds(raw["duplicate_window"])
                 if "duplicate_window" in raw
@@ -214,6 +216,16 @@ class _Builder:
                     "no-duplicate-window",
                     f"stream {name} has no duplicate_window",
                     "set one so that retried publishes with the same Nats-Msg-Id are dropped",
+                )
+            if raw.get("discard_new_per_subject") and (
+                raw.get("discard", "old") != "new" or raw.get("max_msgs_per_subject", -1) <= 0
+            ):
+                self.error(
+                    f"{pointer}/discard_new_per_subject",
+                    "discard-new-per-subject",
+                    f"stream {name} sets discard_new_per_subject without discard: new and a "
+                    "positive max_msgs_per_subject",
+                    "JetStream refuses it otherwise; set discard: new and max_msgs_per_subject",
                 )
         return streams
 

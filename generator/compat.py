@@ -1207,10 +1207,31 @@ def _compare_streams(old: Side, new: Side) -> list[Change]:
                     op.key for op in old.doc.senders if subjects.overlaps(subject, op.subject)
                 )
                 changes.append(c)
+        if {was.retention, s.retention} == {"limits", "interest"}:
+            changes.append(
+                _topology_change(
+                    new,
+                    f"{pointer}/retention",
+                    "stream-retention-changed",
+                    Order.BREAKING,
+                    f"stream {s.name} retention {was.retention} → {s.retention}: JetStream "
+                    "changes it in place, but "
+                    + (
+                        "the messages every durable has acknowledged leave the stream at once "
+                        "(no replay of history from it afterwards)"
+                        if s.retention == "interest"
+                        else "acknowledged messages stay until the limits drop them"
+                    ),
+                    "`filetrash provision --allow-interest` makes the change in place "
+                    "(docs/backlog.md); accept it here with --allow",
+                )
+            )
         for name, kind in (
             ("retention", "stream-retention-changed"),
             ("storage", "stream-storage-changed"),
         ):
+            if name == "retention" and {was.retention, s.retention} == {"limits", "interest"}:
+                continue
             if getattr(was, name) != getattr(s, name):
                 changes.append(
                     _topology_change(
@@ -1264,6 +1285,54 @@ def _compare_streams(old: Side, new: Side) -> list[Change]:
                     f"stream {s.name} max_msg_size {_spell_limit(before)} → {_spell_limit(after)}"
                     + (": larger publishes are refused" if lower else ""),
                     "make producers send smaller messages first" if lower else "",
+                )
+            )
+        before, after = _limit(was.max_msgs_per_subject), _limit(s.max_msgs_per_subject)
+        if before != after:
+            refuses = s.discard == "new" and s.discard_new_per_subject
+            order = (
+                Order.COMPATIBLE
+                if after > before
+                else (Order.PRODUCERS_FIRST if refuses else Order.BREAKING)
+            )
+            changes.append(
+                _topology_change(
+                    new,
+                    f"{pointer}/max_msgs_per_subject",
+                    "stream-max-msgs-per-subject-" + ("raised" if after > before else "lowered"),
+                    order,
+                    f"stream {s.name} max_msgs_per_subject {_spell_limit(before)} → "
+                    f"{_spell_limit(after)}"
+                    + (
+                        ""
+                        if after > before
+                        else ": a full subject refuses publishes (producers must handle it)"
+                        if refuses
+                        else ": retained messages beyond it are dropped at once"
+                    ),
+                    ""
+                    if after > before
+                    else "make producers handle StreamFull first"
+                    if refuses
+                    else _DRAIN,
+                )
+            )
+        if was.discard_new_per_subject != s.discard_new_per_subject:
+            on = s.discard_new_per_subject
+            changes.append(
+                _topology_change(
+                    new,
+                    f"{pointer}/discard_new_per_subject",
+                    "stream-discard-new-per-subject-changed",
+                    Order.PRODUCERS_FIRST if on else Order.BREAKING,
+                    f"stream {s.name} discard_new_per_subject {was.discard_new_per_subject} → "
+                    f"{on}: a full subject "
+                    + (
+                        "refuses publishes (producers must handle the error)"
+                        if on
+                        else "drops its oldest messages, unprocessed ones too, without a word"
+                    ),
+                    "make producers handle StreamFull first" if on else _DRAIN,
                 )
             )
         if was.discard != s.discard:
@@ -1430,6 +1499,8 @@ _STREAM_JUDGED = frozenset(
         "max_age",
         "duplicate_window",
         "num_replicas",
+        "max_msgs_per_subject",
+        "discard_new_per_subject",
     }
 )
 _CONSUMER_JUDGED = frozenset(

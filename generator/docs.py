@@ -227,6 +227,8 @@ def stream_settings(stream: Stream) -> list[tuple[str, str]]:
         ("discard", stream.discard),
         ("max bytes", size(stream.max_bytes)),
         ("max messages", amount(stream.max_msgs)),
+        ("max messages per subject", amount(stream.max_msgs_per_subject)),
+        ("discard new per subject", "yes" if stream.discard_new_per_subject else "no"),
         ("max age", duration(stream.max_age) if stream.max_age else "unlimited"),
         ("max message size", size(stream.max_msg_size)),
         ("duplicate window", duration(stream.duplicate_window)),

@@ -21,6 +21,9 @@ class Stream:
     max_bytes: int | None
     max_msgs: int | None
     max_msg_size: int | None
+    max_msgs_per_subject: int | None
+    discard_new_per_subject: bool
+    """With discard new: a full subject refuses publishes to it alone, the others go on."""
     max_age: float | None
     """Seconds (nats-py's unit; the server's nanoseconds are derived from it)."""
     duplicate_window: float | None

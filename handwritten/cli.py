@@ -118,6 +118,34 @@ async def _read_status(nats_url: str, args: argparse.Namespace) -> tuple[dict[st
     return {"text": status.render(found)}, code
 
 
+def cmd_headroom(args: argparse.Namespace) -> int:
+    """Exit 1 when any limit is used past the threshold, so that a cron job can alert on it."""
+    import asyncio
+
+    from generated.topology import STREAMS
+    from handwritten.runtime.connect import connect_nats
+    from handwritten.runtime.headroom import read_headroom, warn_at
+    from handwritten.runtime.servers import resolve_servers
+
+    urls = resolve_servers(args.dev_dir, database=False)
+    threshold = warn_at()
+
+    async def show() -> int:
+        nc = await connect_nats(urls.nats_url, name="filetrash-headroom")
+        try:
+            usages, _ = await read_headroom(nc.jetstream(), list(STREAMS))
+        finally:
+            await nc.close()
+        for usage in usages:
+            mark = "warning" if usage.share >= threshold else "ok"
+            print(f"{mark:7} {usage.describe()}")
+        over = sum(usage.share >= threshold for usage in usages)
+        print(f"{over} limit(s) at or past {threshold:.0%} (FILETRASH_HEADROOM_WARN)")
+        return 1 if over else 0
+
+    return asyncio.run(show())
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
     """Exit 2 for what the user must decide (a refused change, a changed migration)."""
     import asyncio
@@ -142,6 +170,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         apply=not args.plan,
         replicas=args.replicas,
         migrations=migrations,
+        allow_interest=args.allow_interest,
     )
     try:
         asyncio.run(run)
@@ -405,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(run=cmd_status)
 
+    headroom = commands.add_parser(
+        "headroom",
+        help="how much of each stream's limits the durables' backlogs use (exit 1 past 80%%)",
+    )
+    _add_dev_dir(headroom)
+    headroom.set_defaults(run=cmd_headroom)
+
     provision = commands.add_parser(
         "provision",
         help="create or update the spec's streams and consumers (and migrate the apps' tables)",
@@ -413,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--plan", action="store_true", help="only show what would change")
     provision.add_argument(
         "--replicas", type=int, help="replicas for every stream and consumer (default: the spec's)"
+    )
+    provision.add_argument(
+        "--allow-interest",
+        action="store_true",
+        help="let a stream switch from limits to interest retention: messages every consumer "
+        "has acknowledged are removed, the others kept (the migration to the spec of issue 11)",
     )
     provision.set_defaults(run=cmd_provision)
 

@@ -251,6 +251,11 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
     try:
         js = nc.jetstream()
         dlq_before = await reconcile.last_seq(js, DLQ_STREAM)
+        # FILE_EVENTS keeps a trash event only until its consumers acknowledged it: a witness
+        # made now keeps them for the count at the end.
+        trash_witness = await reconcile.Witness.start(
+            js, stream=EVENTS_STREAM, subject="files.trashed"
+        )
 
         banner("Starting the services (two trash-processors compete for files.deleted)")
         env = _child_env(urls)
@@ -274,7 +279,6 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
         )
         deletion_ids = [p.event.event_id for p in published]
         trash_event_ids = [ids.trash_event_id(i) for i in deletion_ids]
-        first_seq = min(p.result.seq for p in published)
 
         count = options.count
         complete = False
@@ -299,9 +303,7 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
         banner("Stopping the services (SIGTERM)")
         statuses = [await each.stop() for each in processes]
 
-        trash_messages = await reconcile.scan(
-            js, stream=EVENTS_STREAM, subject="files.trashed", start_seq=first_seq
-        )
+        trash_messages = await trash_witness.collect()
         trash_tally = reconcile.tally(trash_messages, trash_event_ids)
         dead_letters = await reconcile.last_seq(js, DLQ_STREAM) - dlq_before
         counts = await queries.count_run(pool, deletion_ids, trash_event_ids)

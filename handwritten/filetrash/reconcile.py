@@ -46,6 +46,39 @@ async def scan(
         mem_storage=True,
     )
     sub = await js.pull_subscribe(subject, stream=stream, config=config)
+    return await _drain(js, stream, sub)
+
+
+class Witness:
+    """An ephemeral consumer made before a run, read after it: in an interest stream it is
+    one more interest, so every message on its subject stays until `collect` has read it,
+    even once the services' acks would have removed it. It acks nothing."""
+
+    def __init__(self, js: JetStreamContext, stream: str, sub: JetStreamContext.PullSubscription):
+        self.js = js
+        self.stream = stream
+        self.sub = sub
+
+    @classmethod
+    async def start(
+        cls, js: JetStreamContext, *, stream: str, subject: str, keep_for: float = 900.0
+    ) -> Witness:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=keep_for,
+            mem_storage=True,
+        )
+        return cls(js, stream, await js.pull_subscribe(subject, stream=stream, config=config))
+
+    async def collect(self) -> list[StoredMessage]:
+        """Every message stored on the subject since `start`; the consumer is deleted."""
+        return await _drain(self.js, self.stream, self.sub)
+
+
+async def _drain(
+    js: JetStreamContext, stream: str, sub: JetStreamContext.PullSubscription
+) -> list[StoredMessage]:
     found: list[StoredMessage] = []
     name: str | None = None
     try:

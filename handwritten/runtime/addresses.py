@@ -147,3 +147,15 @@ class Address:
             elif token not in _WILDCARDS and token != tokens[position]:
                 raise SubjectOutsideAddress(f"subject {subject} does not match {self.template}")
         return values
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether the NATS filter or stream subject `pattern` (`*` one token, `>` the rest) takes
+    the concrete `subject`."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)

@@ -19,6 +19,11 @@ Delivery semantics (at least once — handlers must be idempotent):
 - A handler with only per-message methods gets each message on its own, at most `batch_size`
   at a time; a new pull asks for as many as there are free slots. A slow or failing message
   holds one slot, never the others.
+- A handler that fails because a stream it publishes to is full (`StreamFull`: a
+  `discard: new` stream at its limit) is not at fault, and neither is its message: the message
+  is held (+WPI) and handled again in place, less and less often (up to `pause_max`), until
+  the stream has room — without a nak, so no delivery of its `max_deliver` is spent and it is
+  never dead-lettered for it. Only a shutdown naks it.
 - A handler that also has `handle_batch` (`contract.BatchHandler`) gets whatever one pull
   brought, up to `batch_size` messages, as one batch, with up to `concurrency` batches at
   once. Each message is still decoded and validated on its own: invalid ones are dead-lettered
@@ -78,7 +83,7 @@ from handwritten.runtime.contract import (
 )
 from handwritten.runtime.deadletter import DeadLetterFailed, DeadLetterReason, dead_letter, one_line
 from handwritten.runtime.errors import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, is_jetstream_error
-from handwritten.runtime.jetstream import JetStreamPublisher
+from handwritten.runtime.jetstream import JetStreamPublisher, StreamFull
 from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
 
 log = logging.getLogger(__name__)
@@ -204,6 +209,8 @@ class ConsumeStats:
     batches: int = 0
     batch_fallbacks: int = 0
     pauses: int = 0
+    held_stream_full: int = 0
+    """Times a message was held because a stream its handler publishes to was full."""
     """Waits before a single-message pull while every handler failed."""
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     bound: bool = False
@@ -285,6 +292,18 @@ def _missing_message(endpoint: ConsumerEndpoint[Any, Any], error: BaseException)
         else f"durable consumer {endpoint.durable} on stream {endpoint.stream}"
     )
     return f"{what} does not exist: run `filetrash provision` to create the spec's topology"
+
+
+def stream_full(error: BaseException) -> StreamFull | None:
+    """The `StreamFull` behind `error` (itself, its cause or context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StreamFull):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -762,20 +781,28 @@ class _Consumer:
 
     async def _handle_one(self, msg: Msg, event: Any, delivery: Delivery) -> None:
         started = time.perf_counter()
-        try:
-            with tracing.handling(delivery.headers):
-                await self._while_in_progress(
-                    (msg,), self.endpoint.dispatch(self.handler, event, delivery)
-                )
-        except PermanentError as error:
-            self.stats.handler_errors += 1
-            await self._give_up(msg, "permanent-error", f"{type(error).__name__}: {error}")
-            return
-        except Exception as error:
-            self.stats.handler_errors += 1
-            self._outcome(succeeded=0, failed=1, error=error)
-            await self._failed(msg, error)
-            return
+        held = 0
+        while True:
+            try:
+                with tracing.handling(delivery.headers):
+                    await self._while_in_progress(
+                        (msg,), self.endpoint.dispatch(self.handler, event, delivery)
+                    )
+            except PermanentError as error:
+                self.stats.handler_errors += 1
+                await self._give_up(msg, "permanent-error", f"{type(error).__name__}: {error}")
+                return
+            except Exception as error:
+                self.stats.handler_errors += 1
+                full = stream_full(error)
+                if full is not None and not self.stop.is_set():
+                    held += 1
+                    await self._hold(msg, full, held)
+                    continue
+                self._outcome(succeeded=0, failed=1, error=error)
+                await self._failed(msg, error)
+                return
+            break
         self.stats.timed("handler", time.perf_counter() - started)
         self._outcome(succeeded=1, failed=0, error=None)
         self.stats.handled += 1
@@ -866,6 +893,9 @@ class _Consumer:
             if isinstance(failure, PermanentError):
                 detail = f"{type(failure).__name__}: {failure}"
                 settle.append(self._give_up(msg, "permanent-error", detail))
+            elif stream_full(failure) is not None and not self.stop.is_set():
+                self.stats.handler_errors -= 1  # counted again by the retry in place
+                settle.append(self._handle_one(*items[index]))
             else:
                 transient.append(failure)
                 settle.append(self._failed(msg, failure))
@@ -917,6 +947,28 @@ class _Consumer:
                 self.stats.in_progress_sent += 1
             except Exception as error:
                 log.debug("in-progress for a running handler failed: %s", error)
+
+    async def _hold(self, msg: Msg, full: StreamFull, held: int) -> None:
+        """Keep `msg` in progress while a stream its handler publishes to is full."""
+        self.stats.held_stream_full += 1
+        delay = min(self.settings.nak_delay_base * 2 ** min(held - 1, 16), self.settings.pause_max)
+        if held == 1 or held % 30 == 0:
+            meta = msg.metadata
+            log.warning(
+                "⏳ %s: %s #%d waits: %s; held, retried in place every %.1fs (no delivery spent)",
+                self.endpoint.durable,
+                meta.stream,
+                meta.sequence.stream,
+                one_line(str(full), 200),
+                delay,
+                extra={
+                    "step": "held-stream-full",
+                    "durable": self.endpoint.durable,
+                    "stream": full.stream,
+                    "limit": full.limit,
+                },
+            )
+        await self._while_in_progress((msg,), _sleep_unless(self.stop, max(delay, 0.05)))
 
     async def _failed(self, msg: Msg, error: BaseException) -> None:
         """A transient failure: retry later, or dead-letter it if this was the last delivery."""

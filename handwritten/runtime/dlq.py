@@ -29,6 +29,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from handwritten.runtime.addresses import subject_matches
 from handwritten.runtime.consume import classify_invalid, read_parameters
 from handwritten.runtime.contract import ConsumerEndpoint, Delivery, PermanentError
 from handwritten.runtime.deadletter import (
@@ -96,17 +97,6 @@ def dead_letter_streams(
         if any(subject_matches(pattern, endpoint.dead_letter_subject) for pattern in subjects)
     }
     return sorted(found)
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """Whether the stream subject `pattern` (wildcards allowed) takes the concrete `subject`."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)
 
 
 async def read_dead_letters(

@@ -30,6 +30,16 @@ STREAM_NOT_FOUND: Final = 10059
 """The stream does not exist (JSStreamNotFoundErr)."""
 STREAM_SUBJECT_OVERLAP: Final = 10065
 """The stream's subjects overlap another stream's (JSStreamSubjectOverlapErr)."""
+STORAGE_RESOURCES_EXCEEDED: Final = 10047
+"""The server's JetStream storage is used up (JSStorageResourcesExceededErr)."""
+MEMORY_RESOURCES_EXCEEDED: Final = 10028
+"""The server's JetStream memory is used up (JSMemoryResourcesExceededErr)."""
+INSUFFICIENT_RESOURCES: Final = 10023
+"""The server has no resources left for the request (JSInsufficientResourcesErr)."""
+STREAM_STORE_FAILED: Final = 10077
+"""The stream did not store a message (JSStreamStoreFailedF): among others a `discard: new`
+stream at one of its limits (max_msgs, max_bytes, max_msgs_per_subject), but also a store
+that is closing; the runtime asks the stream which it was."""
 REPLICAS_NOT_SUPPORTED: Final = 10074
 """More than one replica asked of a server that is not clustered (JSStreamReplicasNotSupportedErr)."""
 CONSUMER_MAX_DELIVER_BACKOFF: Final = 10116

@@ -12,6 +12,14 @@ last at least `retry_for` seconds, however fast the attempts fail. "No responder
 mean that no stream captures the subject: that is asked of JetStream once, and answered with
 `NoStreamCaptures` at once instead of retrying.
 
+A full stream: a `discard: new` stream at one of its limits refuses the message (err_code
+10077) instead of dropping older ones. Retrying would only wait for consumers to make room
+while the caller believes the message is on its way, so the stream is asked which limit was
+reached and `StreamFull` is raised at once, naming it; the caller decides (stop, slow down,
+retry later with the same msg id). The same err_code for another reason (a store closing in a
+restart) is retried as before. A server out of storage altogether (10047, 10028, 10023) is
+`StreamFull` as well.
+
 Size: the server closes the connection of a client that sends more than its `max_payload`
 (payload and headers together), and nats-py checks the payload alone. So the size is checked
 here, before sending: `PayloadTooLarge` says by how much, and the connection stays up.
@@ -27,11 +35,19 @@ from collections.abc import Mapping, Sequence
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.js.api import DiscardPolicy, PubAck, StreamInfo
 
 from handwritten.runtime.addresses import wildcard_tokens
 from handwritten.runtime.contract import OutgoingMessage, PublishResult
-from handwritten.runtime.errors import JETSTREAM_UNAVAILABLE, is_jetstream_error
+from handwritten.runtime.errors import (
+    INSUFFICIENT_RESOURCES,
+    JETSTREAM_UNAVAILABLE,
+    MEMORY_RESOURCES_EXCEEDED,
+    STORAGE_RESOURCES_EXCEEDED,
+    STREAM_STORE_FAILED,
+    describe_api_error,
+    is_jetstream_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +66,34 @@ class PublishFailed(Exception):
 
 class NoStreamCaptures(PublishFailed):
     """No stream captures the subject: nothing was stored, and retrying will not help."""
+
+
+class StreamFull(PublishFailed):
+    """The stream refused the message because it is full (`discard: new` at a limit, or the
+    server out of storage): nothing was stored, and nothing older was dropped to make room.
+    Publishing again with the same msg id succeeds once consumers have made room."""
+
+    def __init__(
+        self, subject: str, stream: str | None, limit: str, used: int | None, allowed: int | None
+    ) -> None:
+        where = f"stream {stream}" if stream else "JetStream"
+        figures = f" ({used} of {allowed})" if used is not None and allowed is not None else ""
+        super().__init__(
+            f"{where} is full: {limit} reached{figures}; the message to {subject} was refused "
+            "and nothing was dropped; start or scale the consumers that are behind "
+            "(`filetrash headroom` shows which), then publish again"
+        )
+        self.subject = subject
+        self.stream = stream
+        self.limit = limit
+        self.used = used
+        self.allowed = allowed
+
+
+_STORE_OVERHEAD = 512
+"""Bytes a stored message takes beyond its payload (subject, headers, record), generously."""
+
+_SERVER_FULL = (STORAGE_RESOURCES_EXCEEDED, MEMORY_RESOURCES_EXCEEDED, INSUFFICIENT_RESOURCES)
 
 
 class WildcardSubject(ValueError):
@@ -164,6 +208,8 @@ class JetStreamPublisher:
                     subject, payload, timeout=self._timeout, headers=dict(all_headers)
                 )
             except Exception as error:
+                if (full := await self._full(subject, len(payload), error)) is not None:
+                    raise full from error
                 if not _retryable(error):
                     raise
                 if isinstance(
@@ -211,8 +257,22 @@ class JetStreamPublisher:
             elapsed = time.monotonic() - started
             giving_up = attempt >= self._attempts and elapsed + delay > self._retry_for
             retry = []
+            full_subjects: dict[str, StreamFull | None] = {}
             for index, error in failed:
                 message = messages[index]
+                full = await self._full(message.subject, len(message.payload), error)
+                if full is None and isinstance(error, nats.errors.TimeoutError):
+                    # nats-py raises a refusal with status 503 (a full stream's 10077) inside
+                    # its reply handler instead of failing the future, which then times out:
+                    # ask the stream whether the subject is at a limit.
+                    if message.subject not in full_subjects:
+                        full_subjects[message.subject] = await self._full_by_state(
+                            message.subject, len(message.payload)
+                        )
+                    full = full_subjects[message.subject]
+                if full is not None:
+                    results[index] = full
+                    continue
                 if not _retryable(error):
                     results[index] = error
                     continue
@@ -300,6 +360,25 @@ class JetStreamPublisher:
         client = getattr(self._js, "_nc", None)  # nats-py keeps the connection private
         return int(getattr(client, "max_payload", 0) or 0)
 
+    async def _full(self, subject: str, size: int, error: Exception) -> StreamFull | None:
+        """`StreamFull` when `error` is a full stream's refusal, else None (retry or raise)."""
+        if is_jetstream_error(error, *_SERVER_FULL):
+            assert isinstance(error, nats.js.errors.APIError)
+            return StreamFull(subject, None, describe_api_error(error), None, None)
+        if not is_jetstream_error(error, STREAM_STORE_FAILED):
+            return None
+        return await self._full_by_state(subject, size)
+
+    async def _full_by_state(self, subject: str, size: int) -> StreamFull | None:
+        """`StreamFull` if the stream capturing `subject` is at a limit for it, else None.
+        A message that was stored after all is published again with its msg id: a duplicate."""
+        try:
+            stream = await self._js.find_stream_name_by_subject(subject)
+            info = await self._js.stream_info(stream, subjects_filter=subject)
+        except Exception:
+            return None
+        return full_limit(info, subject, size)
+
     async def _require_stream(self, subject: str, error: Exception) -> None:
         """Nobody answered: raise `NoStreamCaptures` if no stream captures `subject`; return
         if one does (its leader is being elected) or if JetStream cannot say right now."""
@@ -315,3 +394,24 @@ class JetStreamPublisher:
         except Exception:
             return
         self._captured.add(subject)
+
+
+def full_limit(info: StreamInfo, subject: str, size: int) -> StreamFull | None:
+    """`StreamFull` naming the limit a `discard: new` stream has reached for a message of
+    `size` bytes to `subject` (`info` read with that subject as filter), else None."""
+    config, state = info.config, info.state
+    if config.discard != DiscardPolicy.NEW:
+        return None
+    stream = config.name
+    per_subject = config.max_msgs_per_subject or -1
+    if per_subject > 0 and config.discard_new_per_subject:
+        count = (state.subjects or {}).get(subject, 0)
+        if count >= per_subject:
+            return StreamFull(subject, stream, "max_msgs_per_subject", count, per_subject)
+    max_msgs = config.max_msgs or -1
+    if max_msgs > 0 and state.messages >= max_msgs:
+        return StreamFull(subject, stream, "max_msgs", state.messages, max_msgs)
+    max_bytes = config.max_bytes or -1
+    if max_bytes > 0 and state.bytes + size + _STORE_OVERHEAD > max_bytes:
+        return StreamFull(subject, stream, "max_bytes", state.bytes, max_bytes)
+    return None

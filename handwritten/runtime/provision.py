@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
+from nats.js import JetStreamContext
 from nats.js.api import (
     ConsumerConfig,
     ConsumerInfo,
@@ -304,15 +305,19 @@ def plan_changes(
     consumers: Mapping[str, ConsumerBinding],
     *,
     replicas: int | None = None,
+    allow_interest: bool = False,
 ) -> Plan:
     """Compare the live state (keyed by stream name and by (stream, durable)) with the spec.
 
     Pure: the same inputs give the same plan. `replicas` overrides every stream's and
-    consumer's `num_replicas`, as `provision` does.
+    consumer's `num_replicas`, as `provision` does. `allow_interest` lets a stream switch
+    from limits to interest retention (the migration of issue 11), which removes the messages
+    every consumer has acknowledged and keeps the others.
     """
     streams, consumers = with_replicas(streams, consumers, replicas)
     stream_plans = tuple(
-        _plan_stream(name, live_streams.get(name), spec) for name, spec in streams.items()
+        _plan_stream(name, live_streams.get(name), spec, allow_interest)
+        for name, spec in streams.items()
     )
     consumer_plans: list[ConsumerPlan] = []
     for key, binding in consumers.items():
@@ -364,7 +369,9 @@ def _spec_fields(config: StreamConfig | ConsumerConfig, ignored: frozenset[str])
     ]
 
 
-def _plan_stream(name: str, live_info: StreamInfo | None, spec: StreamConfig) -> StreamPlan:
+def _plan_stream(
+    name: str, live_info: StreamInfo | None, spec: StreamConfig, allow_interest: bool = False
+) -> StreamPlan:
     spec = spec.evolve(name=name)
     if live_info is None or live_info.config is None:
         return StreamPlan(name, Action.CREATE, spec)
@@ -381,7 +388,7 @@ def _plan_stream(name: str, live_info: StreamInfo | None, spec: StreamConfig) ->
         live_value = getattr(live, field, None)
         if _normalise(kind, field, live_value) == _normalise(kind, field, spec_value):
             continue
-        refusal = _stream_refusal(name, field, kind, live_value, spec_value)
+        refusal = _stream_refusal(name, field, kind, live_value, spec_value, allow_interest)
         if refusal is not None:
             refusals.append(refusal)
         else:
@@ -533,6 +540,8 @@ def _enum_text(value: object) -> str | None:
 
 def _shrink_note(kind: Kind, live: object, spec: object) -> str:
     """A warning when a stream limit goes down: the server discards what no longer fits."""
+    if kind == "enum" and _enum_text(spec) == RetentionPolicy.INTEREST.value:
+        return "messages every consumer has acknowledged are removed; the others are kept"
     if kind not in ("limit", "bytes", "age"):
         return ""
     unlimited = -1 if kind != "age" else 0
@@ -571,7 +580,7 @@ _CONSUMER_FIXED = frozenset(
 
 
 def _stream_refusal(
-    name: str, field: str, kind: Kind, live: object, spec: object
+    name: str, field: str, kind: Kind, live: object, spec: object, allow_interest: bool = False
 ) -> Refusal | None:
     recreate = f"back up and delete the stream (`nats stream rm {name}`) or change the spec"
     if field in _STREAM_FIXED:
@@ -592,7 +601,7 @@ def _stream_refusal(
                 "JetStream cannot change retention to or from workqueue in place",
                 recreate,
             )
-        if new == RetentionPolicy.INTEREST.value:
+        if new == RetentionPolicy.INTEREST.value and not allow_interest:
             return Refusal(
                 field,
                 live,
@@ -600,7 +609,8 @@ def _stream_refusal(
                 kind,
                 "switching to interest retention removes every message no consumer still "
                 "needs, and provisioning never deletes messages",
-                f"make the change deliberately (`nats stream edit {name}`) or change the spec",
+                "make the change deliberately (`filetrash provision --allow-interest`, which "
+                "keeps every message a consumer has not acknowledged) or change the spec",
             )
     return None
 
@@ -778,6 +788,7 @@ async def provision(
     *,
     apply: bool,
     replicas: int | None = None,
+    allow_interest: bool = False,
 ) -> Plan:
     """Plan, and with `apply` make the plan; returns the plan (what was, or would be, done).
 
@@ -786,7 +797,14 @@ async def provision(
     refusals are only reported in the plan.
     """
     live_streams, live_consumers = await read_live(js, streams, consumers)
-    plan = plan_changes(live_streams, live_consumers, streams, consumers, replicas=replicas)
+    plan = plan_changes(
+        live_streams,
+        live_consumers,
+        streams,
+        consumers,
+        replicas=replicas,
+        allow_interest=allow_interest,
+    )
     if apply:
         await apply_plan(js, plan)
     return plan
@@ -801,6 +819,7 @@ async def provision_servers(
     replicas: int | None = None,
     migrations: Path | None = None,
     echo: Callable[[str], None] = print,
+    allow_interest: bool = False,
 ) -> Plan:
     """`filetrash provision`: show the plan for JetStream (and, when an app declares
     `migrations`, for the database), then (with `apply`) make it. Every server involved is
@@ -816,14 +835,23 @@ async def provision_servers(
             pool = await connect_db(database_url, min_size=1, max_size=1)
         try:
             js = nc.jetstream()
-            plan = await provision(js, streams, consumers, apply=False, replicas=replicas)
+            plan = await provision(
+                js,
+                streams,
+                consumers,
+                apply=False,
+                replicas=replicas,
+                allow_interest=allow_interest,
+            )
             if pool is not None and migrations is not None:
                 plan = replace(plan, migrations=tuple(await pending_migrations(pool, migrations)))
             echo(plan.render())
             plan.check()
             if not apply or not plan.has_changes:
+                await _warn_headroom(js, streams, echo)
                 return plan
             await apply_plan(js, plan)
+            await _warn_headroom(js, streams, echo)
             created, updated = plan.count(Action.CREATE), plan.count(Action.UPDATE)
             done = f"done: {created} created, {updated} updated"
             if pool is not None and migrations is not None:
@@ -836,3 +864,16 @@ async def provision_servers(
                 await pool.close()
     finally:
         await nc.close()
+
+
+async def _warn_headroom(
+    js: JetStreamContext, streams: Mapping[str, StreamConfig], echo: Callable[[str], None]
+) -> None:
+    """A warning for each limit a durable's backlog (or a stream) has used past the threshold."""
+    from handwritten.runtime.headroom import read_headroom, warn_at
+
+    live = {info.config.name for info in await js.streams_info()}
+    usages, _ = await read_headroom(js, [name for name in streams if name in live])
+    threshold = warn_at()
+    for usage in (u for u in usages if u.share >= threshold):
+        echo(f"warning: headroom: {usage.describe()}")

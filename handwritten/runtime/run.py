@@ -16,6 +16,7 @@ from nats.aio.client import Client
 
 from handwritten.runtime.connect import connect_db, connect_nats
 from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
+from handwritten.runtime.headroom import HeadroomMonitor, interval, warn_at
 from handwritten.runtime.jetstream import JetStreamPublisher
 from handwritten.runtime.migrate import pending_migrations
 from handwritten.runtime.registry import ServiceResources, service
@@ -96,15 +97,26 @@ async def run_service(
             )
             handler = definition.make_handler(resources)
             stats = ConsumeStats()
-            async with _metrics(name, definition.endpoint.stream, stats, nc, pool, metrics_port):
-                await run_consumer(
-                    nc,
-                    definition.endpoint,
-                    handler,
-                    settings=settings if settings is not None else ConsumeSettings(),
-                    stop=stop,
-                    stats=stats,
-                )
+            monitor = HeadroomMonitor(
+                nc.jetstream(), [definition.endpoint.stream], every=interval(), threshold=warn_at()
+            )
+            watching = asyncio.create_task(monitor.run(stop))
+            try:
+                async with _metrics(
+                    name, definition.endpoint.stream, stats, nc, pool, metrics_port
+                ):
+                    await run_consumer(
+                        nc,
+                        definition.endpoint,
+                        handler,
+                        settings=settings if settings is not None else ConsumeSettings(),
+                        stop=stop,
+                        stats=stats,
+                    )
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
     finally:
         if handle_signals:
             uninstall_shutdown()

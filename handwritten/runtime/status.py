@@ -23,9 +23,9 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
+from handwritten.runtime.addresses import subject_matches
 from handwritten.runtime.contract import ConsumerBinding, ConsumerEndpoint
 from handwritten.runtime.deadletter import REASON_HEADER
-from handwritten.runtime.dlq import subject_matches
 from handwritten.runtime.provision import format_bytes, format_duration, provision
 
 API = "$JS.API"

@@ -19,6 +19,7 @@ def test_the_app_is_discovered_with_its_commands_and_migrations() -> None:
         "up",
         "down",
         "status",
+        "headroom",
         "provision",
         "run",
         "dlq",

@@ -286,12 +286,18 @@ class Bench:
         return env
 
     async def reset(self) -> None:
-        """Empty streams (with fresh duplicate windows), the trash-processor durable only,
+        """Empty streams (with fresh duplicate windows), the trash-processor durable (and one
+        that keeps the trash events),
         an empty trashed_files, and a checkpoint so none falls into the next timed run."""
         for name in STREAMS:
             with contextlib.suppress(Exception):
                 await self.js.delete_stream(name)
-        await provision(self.js, STREAMS, {DURABLE: CONSUMERS[DURABLE]}, apply=True)
+        # FILE_EVENTS keeps a message only while a durable needs it (interest retention): the
+        # notification-service durable, never read here, keeps the trash events to be counted.
+        keep = "notification-service"
+        await provision(
+            self.js, STREAMS, {DURABLE: CONSUMERS[DURABLE], keep: CONSUMERS[keep]}, apply=True
+        )
         await self.pool.execute("TRUNCATE trashed_files")
         await self.pool.execute("CHECKPOINT")
 

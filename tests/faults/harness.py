@@ -55,16 +55,25 @@ def fault_consumers(**overrides: Any) -> dict[str, ConsumerBinding]:
 
 @asynccontextmanager
 async def fault_servers(
-    nats_url: str, database_url: str, *, replicas: int | None = None, **consumer_overrides: Any
+    nats_url: str,
+    database_url: str,
+    *,
+    replicas: int | None = None,
+    stream_limits: Mapping[str, Any] | None = None,
+    **consumer_overrides: Any,
 ) -> AsyncIterator[Servers]:
-    """The spec's streams (with the `replicas` deployment override), the consumers with fault
-    timings, the migrations, and the test's own connections to both servers."""
+    """The spec's streams (with the `replicas` deployment override, and `stream_limits`, such
+    as a test-sized max_msgs_per_subject, on FILE_EVENTS), the consumers with fault timings,
+    the migrations, and the test's own connections to both servers."""
     nc = await connect_nats(nats_url, name="fault-test")
     pool = await connect_db(database_url, min_size=1, max_size=4)
+    streams = dict(STREAMS)
+    if stream_limits:
+        streams[EVENTS_STREAM] = streams[EVENTS_STREAM].evolve(**stream_limits)
     try:
         js = nc.jetstream()
         await provision(
-            js, STREAMS, fault_consumers(**consumer_overrides), apply=True, replicas=replicas
+            js, streams, fault_consumers(**consumer_overrides), apply=True, replicas=replicas
         )
         await migrate(pool, MIGRATIONS)
         yield Servers(nats_url, database_url, nc, js, pool)
@@ -254,9 +263,13 @@ async def scan_dead_letters(js: JetStreamContext) -> list[reconcile.StoredMessag
 
 
 async def reconcile_run(
-    servers: Servers, valid_ids: Iterable[UUID], *, sample: int = 5
+    servers: Servers, valid_ids: Iterable[UUID], *, sample: int = 5, consumed: bool = False
 ) -> Reconciliation:
-    """Count, in PostgreSQL and in the streams, what happened to every valid deletion."""
+    """Count, in PostgreSQL and in the streams, what happened to every valid deletion.
+
+    `consumed`: the consumers of trash events (notification-service, analytics-service) ran,
+    so FILE_EVENTS (interest retention) no longer holds the trash events; each must then have
+    its notification row instead, exactly once."""
     deletions = list(dict.fromkeys(valid_ids))
     wanted = {str(d) for d in deletions}
     trash_event_of = {str(ids.trash_event_id(d)): str(d) for d in deletions}
@@ -270,6 +283,11 @@ async def reconcile_run(
     marked = {str(r["original_event_id"]) for r in rows if r["trash_event_seq"] is not None}
     audit_count = Counter(str(r["event_id"]) for r in audit)
     event_count = Counter(trash_event_of.get(m.event_id() or "", "?") for m in trash_messages)
+    if consumed:
+        notified = await pool.fetch("SELECT event_id FROM user_notifications")
+        for r in notified:
+            deletion = trash_event_of.get(str(r["event_id"]), "?")
+            event_count[deletion] = max(event_count[deletion], 1)
     letter_keys = Counter(
         (m.headers.get(CONSUMER_HEADER), m.headers.get(SEQUENCE_HEADER)) for m in letters
     )

@@ -121,7 +121,7 @@ async def test_stream_drift_is_planned_with_units_and_apply_restores_it(
     js: JetStreamContext,
 ) -> None:
     spec = STREAMS[EVENTS]
-    assert spec.max_bytes == 100 * MiB and spec.max_age == 7 * DAY  # what the lines below say
+    assert spec.max_bytes == 8192 * MiB and spec.max_age == 7 * DAY  # what the lines below say
     await provision(js, STREAMS, CONSUMERS, apply=True)
     live = (await js.stream_info(EVENTS)).config
     await js.update_stream(live.evolve(max_bytes=50 * MiB, max_age=3 * DAY, allow_direct=True))
@@ -129,7 +129,7 @@ async def test_stream_drift_is_planned_with_units_and_apply_restores_it(
     plan = await provision(js, STREAMS, CONSUMERS, apply=False)
     changed = [line for line in plan.render().splitlines() if ": update " in line]
     assert changed == [
-        f"stream {EVENTS}: update max_bytes 50 MiB → 100 MiB",
+        f"stream {EVENTS}: update max_bytes 50 MiB → 8 GiB",
         f"stream {EVENTS}: update max_age 3d → 7d",
     ]
     assert (await js.stream_info(EVENTS)).config.max_bytes == 50 * MiB  # a plan changes nothing
@@ -137,7 +137,7 @@ async def test_stream_drift_is_planned_with_units_and_apply_restores_it(
     applied = await provision(js, STREAMS, CONSUMERS, apply=True)
     assert applied.count(Action.UPDATE) == 1
     restored = (await js.stream_info(EVENTS)).config
-    assert (restored.max_bytes, restored.max_age) == (100 * MiB, 7 * DAY)
+    assert (restored.max_bytes, restored.max_age) == (8192 * MiB, 7 * DAY)
     assert restored.allow_direct is True  # not in the spec: left as it was
     assert not (await provision(js, STREAMS, CONSUMERS, apply=False)).has_changes
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from generated.topology import STREAMS
 from handwritten.runtime.connect import connect_nats
@@ -39,6 +40,10 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
 async def js(nc: Client) -> JetStreamContext:
     js = nc.jetstream()
     await js.add_stream(config=dataclasses.replace(STREAMS["FILE_EVENTS"]))
+    # FILE_EVENTS keeps a message only while a durable still needs it (interest retention).
+    await js.add_consumer(
+        "FILE_EVENTS", ConsumerConfig(durable_name="keeper", ack_policy=AckPolicy.EXPLICIT)
+    )
     return js
 
 

@@ -1,7 +1,7 @@
 """A rolling upgrade on a real nats-server, in the order `generator compat` prints.
 
-The change: FileDeletedEvent's `data` gains an optional `checksum` (info.version 1.0.0 →
-1.1.0). Payloads are closed, so `compat` calls it consumers-first and names the consumers of
+The change: FileDeletedEvent's `data` gains an optional `checksum` (info.version 2.0.0 →
+2.1.0). Payloads are closed, so `compat` calls it consumers-first and names the consumers of
 the message and its producer. Each scenario starts with old producers and consumers on one
 stream, then upgrades them step by step while deletions keep flowing:
 
@@ -50,7 +50,7 @@ NEW_SPEC_EDITS = (
         "        deletedAt:\n          $ref: '#/components/schemas/Timestamp'\n"
         "        checksum:\n          type: string\n          minLength: 8\n",
     ),
-    ("  version: 1.0.0\n", "  version: 1.1.0\n"),
+    ("  version: 2.0.0\n", "  version: 2.1.0\n"),
 )
 FIGURES: list[tuple[str, ...]] = []
 

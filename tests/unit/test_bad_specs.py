@@ -156,6 +156,12 @@ EXPECTED: dict[str, Expect] = {
         "backoff has 5 steps but max_deliver is 5",
         "operations.trashProcessor.x-jetstream-consumer.backoff",
     ),
+    "discard_new_per_subject": expect(
+        "discard-new-per-subject",
+        "stream FILES sets discard_new_per_subject without discard: new and a positive "
+        "max_msgs_per_subject",
+        "x-jetstream-streams.FILES.discard_new_per_subject",
+    ),
     "dead_letter_loop": expect(
         "dead-letter-loop",
         "dead letters of analytics go to files.analytics, which its own filter files.*",

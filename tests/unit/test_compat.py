@@ -187,7 +187,7 @@ def compare_texts(old: str, new: str) -> compat.Report:
 
 def test_an_optional_field_added_to_the_deletion_is_consumers_first() -> None:
     result = compare_texts(
-        SPEC.read_text(), edited(ADD_CHECKSUM, ("version: 1.0.0", "version: 1.1.0"))
+        SPEC.read_text(), edited(ADD_CHECKSUM, ("version: 2.0.0", "version: 2.1.0"))
     )
     (change,) = result.changes
     assert change.kind == "property-added"
@@ -213,16 +213,16 @@ def test_the_same_change_without_a_new_version_warns_and_fails_when_required(
     new.write_text(edited(ADD_CHECKSUM), encoding="utf-8")
     args = ["compat", "--spec", str(new), "--against", str(SPEC)]
     assert main(args) == 0
-    assert "warning: info.version is still 1.0.0" in capsys.readouterr().out
+    assert "warning: info.version is still 2.0.0" in capsys.readouterr().out
     assert main([*args, "--require-version"]) == 1
-    assert "error: info.version is still 1.0.0" in capsys.readouterr().out
+    assert "error: info.version is still 2.0.0" in capsys.readouterr().out
 
 
 def test_a_shared_schema_change_is_listed_once_with_every_message() -> None:
     result = compare_texts(
         SPEC.read_text(),
         edited(
-            ("      maxLength: 64\n", "      maxLength: 32\n"), ("version: 1.0.0", "version: 1.1.0")
+            ("      maxLength: 64\n", "      maxLength: 32\n"), ("version: 2.0.0", "version: 2.1.0")
         ),
     )
     (change,) = result.changes
@@ -236,7 +236,7 @@ def test_allow_accepts_a_breaking_change(
 ) -> None:
     new = tmp_path / "new.yaml"
     new.write_text(
-        edited(("max_age: P7D", "max_age: P1D"), ("version: 1.0.0", "version: 2.0.0")),
+        edited(("max_age: P7D", "max_age: P1D"), ("version: 2.0.0", "version: 3.0.0")),
         encoding="utf-8",
     )
     args = ["compat", "--spec", str(new), "--against", str(SPEC), "--format", "json"]
@@ -281,7 +281,7 @@ def test_the_command_runs_as_a_module() -> None:
 class _LaterStream(Stream):
     """A stream setting the IR may gain later (another engineer's per-subject limit, say)."""
 
-    max_msgs_per_subject: int = -1
+    future_setting: int = -1
 
 
 def test_a_setting_compat_does_not_know_is_breaking_until_taught() -> None:
@@ -292,7 +292,7 @@ def test_a_setting_compat_does_not_know_is_breaking_until_taught() -> None:
         streams = tuple(
             _LaterStream(
                 **{f.name: getattr(s, f.name) for f in dataclasses.fields(s)},
-                max_msgs_per_subject=limit,
+                future_setting=limit,
             )
             for s in doc.streams
         )
@@ -301,8 +301,8 @@ def test_a_setting_compat_does_not_know_is_breaking_until_taught() -> None:
     result = compat.compare(with_limit(-1), with_limit(5))
     found = {(c.path, c.kind, c.order) for c in result.changes}
     assert (
-        "x-jetstream-streams.FILE_EVENTS.max_msgs_per_subject",
-        "max-msgs-per-subject-changed",
+        "x-jetstream-streams.FILE_EVENTS.future_setting",
+        "future-setting-changed",
         compat.Order.BREAKING,
     ) in found
     assert compat.compare(with_limit(5), with_limit(5)).changes == []
