@@ -26,6 +26,7 @@ from nats.js.api import StreamConfig
 from handwritten.runtime.addresses import subject_matches
 from handwritten.runtime.contract import ConsumerBinding, ConsumerEndpoint
 from handwritten.runtime.deadletter import REASON_HEADER
+from handwritten.runtime.headroom import read_headroom
 from handwritten.runtime.provision import format_bytes, format_duration, provision
 
 API = "$JS.API"
@@ -63,7 +64,9 @@ class ConsumerStatus:
     last_active: str | None = None
     oldest_needed_seq: int | None = None
     headroom_used: dict[str, float] = field(default_factory=dict)
-    """Fraction of each of the stream's limits that the messages this durable still needs take."""
+    """Fraction of each of the stream's limits that the messages this durable still needs take
+    (handwritten/runtime/headroom.py: the per-subject limit for a one-subject filter, the age
+    of the oldest message it still needs against max_age)."""
     dead_letters: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     reasons_complete: bool = True
@@ -131,25 +134,38 @@ async def read_status(
             ("max_bytes", live.get("max_bytes", -1)),
             ("max_msgs", live.get("max_msgs", -1)),
             ("max_age", live.get("max_age", 0) / 1e9),
+            ("max_msgs_per_subject", live.get("max_msgs_per_subject", -1)),
         ):
             if value and value > 0:
                 status.limits[key] = float(value)
         oldest = _when(status.oldest) if status.messages else None
+        used_now = {
+            "max_bytes": status.bytes,
+            "max_msgs": status.messages,
+            "max_age": (now - oldest).total_seconds() if oldest else 0.0,
+        }  # the fullest subject's share comes from read_headroom below
         for key, limit in status.limits.items():
-            used = {
-                "max_bytes": status.bytes,
-                "max_msgs": status.messages,
-                "max_age": (now - oldest).total_seconds() if oldest else 0.0,
-            }[key]
-            status.use[key] = used / limit
+            if key in used_now:
+                status.use[key] = used_now[key] / limit
         stream_status[name] = status
+    present = [name for name, s in stream_status.items() if s.exists]
+    usages, oldest_needed = await read_headroom(nc.jetstream(), present)
+    for usage in usages:
+        if usage.durable is None:  # the stream's own limits, its fullest subject included
+            stream_status[usage.stream].use[usage.limit] = usage.share
     consumer_status = []
     for durable, binding in consumers.items():
-        consumer_status.append(
-            await _consumer(
-                nc, durable, binding, stream_status.get(binding.stream), endpoints, streams, now
-            )
+        found = await _consumer(nc, durable, binding, endpoints, streams)
+        found.headroom_used = {
+            u.limit: u.share
+            for u in usages
+            if u.durable == durable and u.stream == binding.stream and u.share > 0
+        }
+        found.oldest_needed_seq = next(
+            (o.seq for o in oldest_needed if o.durable == durable and o.stream == binding.stream),
+            None,
         )
+        consumer_status.append(found)
     plan = await provision(nc.jetstream(), streams, consumers, apply=False)
     drift = (
         [line for line in plan.render().splitlines() if line.strip()] if plan.has_changes else []
@@ -163,10 +179,8 @@ async def _consumer(
     nc: Client,
     durable: str,
     binding: ConsumerBinding,
-    stream: StreamStatus | None,
     endpoints: Mapping[str, ConsumerEndpoint[Any, Any]],
     streams: Mapping[str, StreamConfig],
-    now: datetime,
 ) -> ConsumerStatus:
     info = await _api(nc, f"CONSUMER.INFO.{binding.stream}.{durable}")
     if "error" in info:
@@ -182,20 +196,6 @@ async def _consumer(
         waiting_pulls=info.get("num_waiting", 0),
         last_active=delivered.get("last_active") or floor.get("last_active"),
     )
-    if stream is not None and stream.exists and (status.pending or status.ack_pending):
-        needed = max(floor.get("stream_seq", 0) + 1, stream.first_seq)
-        status.oldest_needed_seq = needed
-        share = (stream.last_seq - needed + 1) / max(stream.last_seq - stream.first_seq + 1, 1)
-        for key, limit in stream.limits.items():
-            if key == "max_bytes":
-                status.headroom_used[key] = stream.bytes * share / limit
-            elif key == "max_msgs":
-                status.headroom_used[key] = stream.messages * share / limit
-            else:
-                message = await _api(nc, f"STREAM.MSG.GET.{binding.stream}", {"seq": needed})
-                stamp = _when(message.get("message", {}).get("time"))
-                if stamp is not None:
-                    status.headroom_used[key] = (now - stamp).total_seconds() / limit
     endpoint = endpoints.get(durable)
     if endpoint is not None:
         await _dead_letters(nc, status, endpoint.dead_letter_subject, streams)
@@ -300,4 +300,5 @@ def _limit(key: str, value: float) -> str:
         return format_bytes(int(value))
     if key == "max_age":
         return format_duration(value)
-    return f"{int(value):,} msgs"
+    per = "/subject" if key == "max_msgs_per_subject" else ""
+    return f"{int(value):,} msgs{per}"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from tests.app.service_harness import REPO_ROOT, Servers, running, wait_until
 
 
@@ -48,7 +50,10 @@ async def test_a_lagging_durable_its_dead_letters_and_the_exit_codes(servers: Se
     assert events["exists"] and events["messages"] == 41 and 0 < events["use"]["max_bytes"] < 0.01
     lagging = consumer(report, "trash-processor")  # not running: everything is pending
     assert lagging["pending"] == 41 and lagging["oldest_needed_seq"] == events["first_seq"]
-    assert 0 < lagging["headroom_used"]["max_bytes"] <= events["use"]["max_bytes"]
+    per_subject = 41 / 3_600_000  # the spec's max_msgs_per_subject binds files.deleted
+    assert lagging["headroom_used"]["max_msgs_per_subject"] == pytest.approx(per_subject)
+    assert 0 <= lagging["headroom_used"]["max_age"] < 0.01
+    assert events["use"]["max_msgs_per_subject"] == pytest.approx(per_subject)
     done = consumer(report, "audit-logger")
     assert done["pending"] == 0 and done["headroom_used"] == {}
     assert done["dead_letters"] == 1 and done["dead_letter_reasons"] == {"invalid-json": 1}
