@@ -23,6 +23,7 @@ from generator.diagnostics import Diagnostic, Level, Location, SpecError, escape
 from generator.formats import format_checker
 from generator.ir import Channel, Consumer, Document, Message, Operation, Parameter, Stream
 from generator.load import Spec
+from generator.roles import build_roles
 
 _SCHEMAS = Path(__file__).parent / "schemas"
 _ISO_DURATION = re.compile(
@@ -152,6 +153,12 @@ class _Builder:
         channels = self.build_channels(streams, messages)
         operations = self.build_operations(streams, channels, messages)
         models_schema = self.build_models_schema(messages)
+        roles = build_roles(
+            operations,
+            streams.values(),
+            lambda op: f"/operations/{escape_pointer_token(op.key)}",
+            self.error,
+        )
         if not any(d.code == "invalid-schema" for d in self.errors):  # else it cannot validate
             self.check_examples(messages, models_schema)
         return Document(
@@ -164,6 +171,7 @@ class _Builder:
             messages=tuple(messages[key] for key in sorted(messages)),
             operations=tuple(operations),
             models_schema=json.dumps(models_schema, ensure_ascii=True),
+            roles=roles,
         )
 
     def build_streams(self) -> dict[str, Stream]:
@@ -586,6 +594,13 @@ class _Builder:
                         "wildcard: a message goes to one concrete subject",
                         "send on a channel whose variable tokens are {parameters}",
                     )
+            if action == "send" and "x-sends" in raw:
+                self.error(
+                    f"{pointer}/x-sends",
+                    "sends-on-send",
+                    f"send operation {key} lists x-sends",
+                    "list the send operations a service performs on its receive operation",
+                )
             if action == "send" and "x-jetstream-consumer" in raw:
                 self.error(
                     f"{pointer}/x-jetstream-consumer",
@@ -616,6 +631,7 @@ class _Builder:
                     function_prefix=naming.snake(key).rstrip("_"),
                     union_name=base + "Event",
                     location=self.spec.where(pointer),
+                    sends=tuple(raw.get("x-sends", ())),
                 )
             )
         return sorted(operations, key=lambda op: op.key)

@@ -125,6 +125,28 @@ class Operation:
     union_name: str
     """`AnalyticsServiceEvent`: the discriminated union of a multi-message receive."""
     location: Location
+    sends: tuple[str, ...] = ()
+    """`x-sends` of a receive operation: the send operations its service performs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A NATS user: what one service of the spec may publish and subscribe to, and nothing else.
+
+    One per receive operation (named by its durable; its `x-sends` included), one per send
+    operation no receive operation performs (named by the operation), and `admin`."""
+
+    name: str
+    kind: str
+    """`receive`, `send` or `admin`."""
+    operations: tuple[str, ...]
+    """The spec's operations it serves."""
+    inbox_prefix: str
+    """Its reply subjects (`_INBOX.<role>`): no other role may subscribe to them."""
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    reasons: tuple[tuple[str, str], ...] = ()
+    """(subject, why it is granted), for the docs and `just compat`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +162,8 @@ class Document:
     models_schema: str
     """Canonical JSON of one JSON Schema whose $defs are every JSON payload (by class name) and
     every component schema they use: the input to datamodel-code-generator."""
+    roles: tuple[Role, ...] = ()
+    """Every NATS role, by name (generator/roles.py derives them)."""
 
     def message(self, key: str) -> Message:
         return next(m for m in self.messages if m.key == key)

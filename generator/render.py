@@ -79,6 +79,7 @@ def render(doc: Document) -> dict[str, str]:
         "topology.py": env.get_template("topology.py.jinja").render(context),
         "publishers.py": env.get_template("publishers.py.jinja").render(context),
         "consumers.py": env.get_template("consumers.py.jinja").render(context),
+        "permissions.py": env.get_template("permissions.py.jinja").render(context),
     }
     return {path: format_python(text, path) for path, text in sorted(files.items())}
 

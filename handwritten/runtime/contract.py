@@ -175,3 +175,18 @@ class EventModel(BaseModel):
 
 
 _WIRE_RULES: dict[type, tuple[FieldRule, ...]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A NATS user derived from the spec: exactly the subjects one service may publish and
+    subscribe to (generated/permissions.py; `handwritten.runtime.roles` renders them into a
+    nats-server configuration). Replies come to `inbox_prefix`, which no other role may read."""
+
+    name: str
+    kind: str
+    """`receive` (a durable's service), `send` (a producer) or `admin`."""
+    operations: tuple[str, ...]
+    inbox_prefix: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
