@@ -37,9 +37,16 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """USER_ERRORS plus the connection errors, imported lazily (nats and asyncpg are slow)."""
     try:
         from handwritten.runtime.connect import DatabaseUnavailable, NatsUnavailable
+        from handwritten.runtime.roles import CredentialsMissing, PermissionRefused
     except ImportError:  # pragma: no cover - a broken install still reports its own error
         return USER_ERRORS
-    return (*USER_ERRORS, NatsUnavailable, DatabaseUnavailable)
+    return (
+        *USER_ERRORS,
+        NatsUnavailable,
+        DatabaseUnavailable,
+        PermissionRefused,
+        CredentialsMissing,
+    )
 
 
 def _add_dev_dir(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +59,17 @@ def _add_dev_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    servers = devservers.up(args.dev_dir, nats_port=args.nats_port, pg_port=args.pg_port)
+    servers = devservers.up(
+        args.dev_dir, nats_port=args.nats_port, pg_port=args.pg_port, auth=not args.no_auth
+    )
     for state in (servers.nats, servers.postgres):
         print(devservers.describe(state), file=sys.stderr)
+    if servers.credentials is not None:
+        print(
+            f"NATS authorization on: one user per role of the spec, passwords in "
+            f"{servers.credentials} (mode 0600); commands connect as their role",
+            file=sys.stderr,
+        )
     print(f"NATS_URL={servers.nats_url}")
     print(f"DATABASE_URL={servers.database_url}")
     return 0
@@ -89,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ServersNotConfigured as error:
         return user_error(str(error))
     while True:
-        status, code = asyncio.run(_read_status(urls.nats_url, args))
+        status, code = asyncio.run(_read_status(urls, args))
         if args.json:
             print(json.dumps({**status, "exit": code}, indent=2))
         else:
@@ -101,13 +116,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.watch)
 
 
-async def _read_status(nats_url: str, args: argparse.Namespace) -> tuple[dict[str, object], int]:
+async def _read_status(urls: Any, args: argparse.Namespace) -> tuple[dict[str, object], int]:
     from generated.consumers import ENDPOINTS
     from generated.topology import CONSUMERS, STREAMS
     from handwritten.runtime import status
     from handwritten.runtime.connect import connect_nats
 
-    nc = await connect_nats(nats_url, name="filetrash status")
+    from handwritten.runtime.roles import ADMIN
+
+    nc = await connect_nats(urls.nats_url, name="filetrash status", login=urls.login(ADMIN))
     try:
         found = await status.read_status(nc, STREAMS, CONSUMERS, ENDPOINTS)
     finally:
@@ -125,13 +142,16 @@ def cmd_headroom(args: argparse.Namespace) -> int:
     from generated.topology import STREAMS
     from handwritten.runtime.connect import connect_nats
     from handwritten.runtime.headroom import read_headroom, warn_at
+    from handwritten.runtime.roles import ADMIN
     from handwritten.runtime.servers import resolve_servers
 
     urls = resolve_servers(args.dev_dir, database=False)
     threshold = warn_at()
 
     async def show() -> int:
-        nc = await connect_nats(urls.nats_url, name="filetrash-headroom")
+        nc = await connect_nats(
+            urls.nats_url, name="filetrash-headroom", login=urls.login(ADMIN)
+        )
         try:
             usages, _ = await read_headroom(nc.jetstream(), list(STREAMS))
         finally:
@@ -392,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dev_dir(up)
     up.add_argument("--nats-port", type=int, help="NATS client port (default: 4222 or a free one)")
     up.add_argument("--pg-port", type=int, help="PostgreSQL port (default: 5432 or a free one)")
+    up.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="run nats-server without authorization (default: one user per role of the spec, "
+        "generated/permissions.py)",
+    )
     up.set_defaults(run=cmd_up)
 
     down = commands.add_parser("down", help="stop the dev servers; their data is kept")

@@ -1,7 +1,10 @@
 """Connections to NATS and PostgreSQL, with errors that say what to fix and never a secret.
 
 Credentials come from the URL (`nats://user:password@host`, `nats://token@host`) or, for NATS,
-from a creds file named by `NATS_CREDS`; `NATS_CA` names a CA bundle for TLS servers.
+from a creds file named by `NATS_CREDS`; `NATS_CA` names a CA bundle for TLS servers. Against
+the dev servers (authorization on) a process connects as its role (`login`, see roles.py), with
+the role's inbox prefix; a publish or subscription the server refuses to the role becomes one
+`PermissionRefused` handed to `on_refused` (logged once when nobody takes it), never a retry.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import asyncpg
@@ -20,6 +24,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
+from handwritten.runtime.roles import Login, PermissionRefused, parse_violation, restore_case
 from handwritten.runtime.servers import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -83,18 +88,61 @@ def _tls_context() -> ssl.SSLContext | None:
 Callback = Callable[..., Awaitable[None]]
 
 
-async def connect_nats(url: str, *, name: str, timeout: float = 20.0, **opts: Any) -> Client:
+def _vocabulary() -> list[str]:
+    """Names whose case a refused subject gets back (nats-py lowercases the server's text)."""
+    try:
+        from generated.permissions import ROLES
+        from generated.topology import CONSUMERS, STREAMS
+    except ImportError:
+        return []
+    words = [*STREAMS, *CONSUMERS, *ROLES]
+    for role in ROLES.values():
+        words += [*role.publish, *role.subscribe]
+    return words
+
+
+def _refusal(text: str, role: str) -> PermissionRefused | None:
+    found = parse_violation(text)
+    if found is None:
+        return None
+    action, subject = found
+    return PermissionRefused(role, action, restore_case(subject, _vocabulary()))
+
+
+def _role_of(url: str, login: Login | None) -> str:
+    """The role a refusal names: the login's, else the URL's user, else the connection's."""
+    if login is not None:
+        return login.role
+    try:
+        parts = urlsplit(url.split(",")[0].strip())
+    except ValueError:
+        return "of this connection"
+    return parts.username if parts.username and parts.password else "of this connection"
+
+
+async def connect_nats(
+    url: str,
+    *,
+    name: str,
+    timeout: float = 20.0,
+    login: Login | None = None,
+    on_refused: Callable[[PermissionRefused], None] | None = None,
+    **opts: Any,
+) -> Client:
     """Connect, retrying the first connection briefly and reconnecting forever afterwards.
 
     The first connection fails with `NatsUnavailable` after a few tries or `timeout` seconds,
     and at once for a refused login or an untrusted certificate. `opts` go to `nats.connect`
-    and override the defaults here; callbacks in `opts` are called after ours.
+    and override the defaults here; callbacks in `opts` are called after ours. With `login`,
+    it connects as that role, its replies under the role's inbox prefix. A publish or
+    subscription the server refuses goes to `on_refused` (else it is logged, once a subject).
     """
     servers = [part.strip() for part in url.split(",") if part.strip()]
     shown = redact(url)
     seen: list[BaseException] = []
     fatal = asyncio.Event()
     client = Client()
+    refused: set[tuple[str, str]] = set()
     theirs: dict[str, Callback] = {
         key: opts.pop(key)
         for key in ("error_cb", "disconnected_cb", "reconnected_cb")
@@ -102,7 +150,15 @@ async def connect_nats(url: str, *, name: str, timeout: float = 20.0, **opts: An
     }
 
     async def error_cb(error: Exception) -> None:
-        if not client.is_connected and not client.is_reconnecting:
+        refusal = _refusal(str(error), _role_of(url, login))
+        if refusal is not None:
+            key = (refusal.action, refusal.subject)
+            if on_refused is not None:
+                on_refused(refusal)
+            elif key not in refused:
+                log.error("%s", refusal)
+            refused.add(key)
+        elif not client.is_connected and not client.is_reconnecting:
             seen.append(error)
             if _is_fatal(error):
                 fatal.set()
@@ -135,8 +191,12 @@ async def connect_nats(url: str, *, name: str, timeout: float = 20.0, **opts: An
         "disconnected_cb": disconnected_cb,
         "reconnected_cb": reconnected_cb,
     }
+    if login is not None:
+        settings["user"] = login.role
+        settings["password"] = login.password
+        settings["inbox_prefix"] = login.inbox_prefix
     creds = os.environ.get(NATS_CREDS_ENV)
-    if creds:
+    if creds and login is None:
         if not Path(creds).is_file():
             raise NatsUnavailable(f"{NATS_CREDS_ENV} names {creds}, which is not a file")
         settings["user_credentials"] = creds
@@ -168,6 +228,13 @@ async def connect_nats(url: str, *, name: str, timeout: float = 20.0, **opts: An
         if not seen and connecting.cancelled():
             seen.append(TimeoutError(f"no connection within {timeout:.0f}s"))
         cause = scrub(_nats_cause(seen), url)
+        if login is not None:
+            cause = cause.replace(login.password, "***")
+            if _is_auth_error(next((e for e in seen if _is_fatal(e)), seen[-1])):
+                cause = (
+                    f"authorization violation: role {login.role!r} was refused; the dev "
+                    "server's users and the credentials file disagree: run `filetrash up`"
+                )
         raise NatsUnavailable(f"cannot connect to NATS at {shown}: {cause}")
     if forever:
         # nats-py has one limit for the first connection and reconnects; a first connection

@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handwritten.runtime.servers import DEV_DIR_NAME, read_dev_record, servers_file
+from handwritten.runtime.roles import ensure_passwords, render_authorization, write_private
+from handwritten.runtime.servers import (
+    DEV_DIR_NAME,
+    credentials_file,
+    read_dev_record,
+    servers_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -623,6 +629,10 @@ class DevPaths:
         return servers_file(self.root)
 
     @property
+    def credentials(self) -> Path:
+        return credentials_file(self.root)
+
+    @property
     def lock(self) -> Path:
         return self.root / ".lock"
 
@@ -644,6 +654,8 @@ class DevServers:
     postgres: ServerState
     nats_url: str
     database_url: str
+    credentials: Path | None = None
+    """The roles' passwords (mode 0600) when NATS authorization is on."""
 
 
 def resolve_dev_dir(dev_dir: Path | None) -> Path:
@@ -688,8 +700,48 @@ def _running_nats(paths: DevPaths, record: Mapping[str, Any]) -> int | None:
     return pid
 
 
+def _authorization(paths: DevPaths, auth: bool) -> str:
+    """The `authorization` block of the spec's roles (generated/permissions.py), with their
+    passwords kept in the credentials file (made, or completed, here); '' without `auth`."""
+    if not auth:
+        return ""
+    try:
+        from generated.permissions import ROLES
+    except ImportError as error:
+        raise DevServerError(
+            f"NATS authorization needs the spec's roles ({error}): run `just generate`, or "
+            "`filetrash up --no-auth`"
+        ) from None
+    passwords = ensure_passwords(paths.credentials, ROLES)
+    return render_authorization(ROLES, passwords)
+
+
+def _nats_config(paths: DevPaths, port: int, monitor_port: int, auth: bool) -> str:
+    return render_nats_config(
+        port=port,
+        monitor_port=monitor_port,
+        store_dir=paths.nats_store,
+        server_name="filetrash-dev",
+        extra=_authorization(paths, auth),
+    )
+
+
+def _reload_if_changed(paths: DevPaths, pid: int, config: str) -> bool:
+    """Rewrite the running server's configuration when the roles (or auth) changed and have
+    it reload (SIGHUP): a regenerated spec gives its services their new permissions."""
+    try:
+        current = paths.nats_config.read_text(encoding="utf-8")
+    except OSError:
+        current = ""
+    if current == config:
+        return False
+    write_private(paths.nats_config, config)
+    os.kill(pid, signal.SIGHUP)
+    return True
+
+
 def _up_nats(
-    paths: DevPaths, record: dict[str, Any], requested_port: int | None
+    paths: DevPaths, record: dict[str, Any], requested_port: int | None, auth: bool = True
 ) -> tuple[ServerState, dict[str, Any]]:
     section = _section(record, "nats")
     pid = _running_nats(paths, record)
@@ -704,8 +756,10 @@ def _up_nats(
         wait_nats_ready(
             port, monitor_port, alive=lambda: process_alive(pid), log_path=paths.nats_log
         )
+        reloaded = _reload_if_changed(paths, pid, _nats_config(paths, port, monitor_port, auth))
         url = f"nats://{HOST}:{port}"
-        return ServerState("nats", True, pid, url, "already running"), section
+        note = "already running" + (", roles reloaded" if reloaded else "")
+        return ServerState("nats", True, pid, url, note), section
 
     port, note = choose_port(
         what="NATS", requested=requested_port, preferred=(port, DEFAULT_NATS_PORT)
@@ -717,15 +771,8 @@ def _up_nats(
         avoid=frozenset({port}),
     )
     paths.nats_store.mkdir(parents=True, exist_ok=True)
-    paths.nats_config.write_text(
-        render_nats_config(
-            port=port,
-            monitor_port=monitor_port,
-            store_dir=paths.nats_store,
-            server_name="filetrash-dev",
-        ),
-        encoding="utf-8",
-    )
+    # The configuration holds the roles' passwords: readable by its owner only.
+    write_private(paths.nats_config, _nats_config(paths, port, monitor_port, auth))
     process = spawn_nats(paths.nats_config, paths.nats_log)
     try:
         wait_nats_ready(
@@ -789,21 +836,28 @@ def _check_requested_ports(
 
 
 def up(
-    dev_dir: Path | None = None, *, nats_port: int | None = None, pg_port: int | None = None
+    dev_dir: Path | None = None,
+    *,
+    nats_port: int | None = None,
+    pg_port: int | None = None,
+    auth: bool = True,
 ) -> DevServers:
-    """Start whatever of the two servers is not running yet; idempotent."""
+    """Start whatever of the two servers is not running yet; idempotent. With `auth` (the
+    default) nats-server has one user per role of the spec (generated/permissions.py), their
+    passwords in `nats-credentials.json` (0600), and each command connects as its role."""
     paths = DevPaths(resolve_dev_dir(dev_dir))
     with _locked(paths):
         record: dict[str, Any] = dict(read_dev_record(paths.root) or {})
         _check_requested_ports(paths, record, nats_port, pg_port)
-        nats_state, nats_section = _up_nats(paths, record, nats_port)
-        record.update(nats=nats_section, nats_url=nats_state.url, running=False)
+        nats_state, nats_section = _up_nats(paths, record, nats_port, auth)
+        record.update(nats=nats_section, nats_url=nats_state.url, nats_auth=auth, running=False)
         _write_record(paths, record)  # so that `down` finds nats-server if PostgreSQL fails
         pg_state, pg_section = _up_postgres(paths, record, pg_port)
         assert nats_state.url is not None and pg_state.url is not None
         record.update(postgres=pg_section, database_url=pg_state.url, running=True)
         _write_record(paths, record)
-    return DevServers(nats_state, pg_state, nats_state.url, pg_state.url)
+    credentials = paths.credentials if auth else None
+    return DevServers(nats_state, pg_state, nats_state.url, pg_state.url, credentials)
 
 
 def down(dev_dir: Path | None = None) -> tuple[ServerState, ServerState]:

@@ -123,9 +123,12 @@ async def _oldest_needed(
 
 
 async def read_headroom(
-    js: JetStreamContext, streams: Iterable[str]
+    js: JetStreamContext, streams: Iterable[str], durables: Iterable[str] | None = None
 ) -> tuple[list[Usage], list[OldestNeeded]]:
-    """Every limit of `streams` with its usage, and each durable's oldest needed message."""
+    """Every limit of `streams` with its usage, and each durable's oldest needed message;
+    with `durables`, only theirs (a service reads its own durable: its NATS role may read no
+    other's info)."""
+    only = None if durables is None else tuple(durables)
     usages: list[Usage] = []
     oldest: list[OldestNeeded] = []
     for name in streams:
@@ -142,7 +145,11 @@ async def read_headroom(
                 usages.append(
                     Usage(name, None, "max_msgs_per_subject", count, per_subject, subject)
                 )
-        for consumer in await js.consumers_info(name):
+        if only is None:
+            consumers = await js.consumers_info(name)
+        else:
+            consumers = [await js.consumer_info(name, durable) for durable in only]
+        for consumer in consumers:
             if not consumer.config.durable_name:
                 continue
             needed = (consumer.num_pending or 0) + (consumer.num_ack_pending or 0)
@@ -220,9 +227,16 @@ class HeadroomMonitor:
     """Checks `streams` every `every` seconds and logs what `report` and `expired` find."""
 
     def __init__(
-        self, js: JetStreamContext, streams: Sequence[str], *, every: float, threshold: float
+        self,
+        js: JetStreamContext,
+        streams: Sequence[str],
+        *,
+        every: float,
+        threshold: float,
+        durables: Sequence[str] | None = None,
     ) -> None:
         self.js = js
+        self.durables = None if durables is None else tuple(durables)
         self.streams = tuple(streams)
         self.every = every
         self.threshold = threshold
@@ -231,7 +245,7 @@ class HeadroomMonitor:
         """Messages a durable needed that were removed before it acknowledged them."""
 
     async def check(self) -> list[Usage]:
-        usages, oldest = await read_headroom(self.js, self.streams)
+        usages, oldest = await read_headroom(self.js, self.streams, self.durables)
         now = {(o.stream, o.durable): o for o in oldest}
         for key, before in self.previous.items():
             after = now.get(key)

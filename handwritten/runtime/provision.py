@@ -53,6 +53,7 @@ from handwritten.runtime.errors import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from nats.aio.client import Client
     from nats.js.manager import JetStreamManager
 
     from handwritten.runtime.servers import ServerUrls
@@ -824,46 +825,71 @@ async def provision_servers(
     """`filetrash provision`: show the plan for JetStream (and, when an app declares
     `migrations`, for the database), then (with `apply`) make it. Every server involved is
     reached before anything is changed; without migrations PostgreSQL is not contacted."""
-    from handwritten.runtime.connect import connect_db, connect_nats
-    from handwritten.runtime.migrate import migrate, pending_migrations
+    from handwritten.runtime.connect import connect_nats
+    from handwritten.runtime.roles import ADMIN, RefusalWatch
 
     database_url = urls.database() if migrations is not None else None
-    nc = await connect_nats(urls.nats_url, name="filetrash-provision")
+    watch = RefusalWatch()  # provisioning is the admin role's: any other is refused, once
+    nc = await connect_nats(
+        urls.nats_url, name="filetrash-provision", login=urls.login(ADMIN), on_refused=watch
+    )
     try:
-        pool = None
-        if database_url is not None:
-            pool = await connect_db(database_url, min_size=1, max_size=1)
-        try:
-            js = nc.jetstream()
-            plan = await provision(
-                js,
-                streams,
-                consumers,
-                apply=False,
-                replicas=replicas,
-                allow_interest=allow_interest,
-            )
-            if pool is not None and migrations is not None:
-                plan = replace(plan, migrations=tuple(await pending_migrations(pool, migrations)))
-            echo(plan.render())
-            plan.check()
-            if not apply or not plan.has_changes:
-                await _warn_headroom(js, streams, echo)
-                return plan
-            await apply_plan(js, plan)
-            await _warn_headroom(js, streams, echo)
-            created, updated = plan.count(Action.CREATE), plan.count(Action.UPDATE)
-            done = f"done: {created} created, {updated} updated"
-            if pool is not None and migrations is not None:
-                applied = await migrate(pool, migrations)
-                done += f", {len(applied)} migration(s) applied"
-            echo(done)
-            return plan
-        finally:
-            if pool is not None:
-                await pool.close()
+        return await _provision_on(
+            nc, database_url, streams, consumers, apply, replicas, migrations, echo, allow_interest
+        )
+    except Exception:
+        watch.raise_if_refused()
+        raise
     finally:
         await nc.close()
+
+
+async def _provision_on(
+    nc: Client,
+    database_url: str | None,
+    streams: Mapping[str, StreamConfig],
+    consumers: Mapping[str, ConsumerBinding],
+    apply: bool,
+    replicas: int | None,
+    migrations: Path | None,
+    echo: Callable[[str], None],
+    allow_interest: bool,
+) -> Plan:
+    from handwritten.runtime.connect import connect_db
+    from handwritten.runtime.migrate import migrate, pending_migrations
+
+    pool = None
+    if database_url is not None:
+        pool = await connect_db(database_url, min_size=1, max_size=1)
+    try:
+        js = nc.jetstream()
+        plan = await provision(
+            js,
+            streams,
+            consumers,
+            apply=False,
+            replicas=replicas,
+            allow_interest=allow_interest,
+        )
+        if pool is not None and migrations is not None:
+            plan = replace(plan, migrations=tuple(await pending_migrations(pool, migrations)))
+        echo(plan.render())
+        plan.check()
+        if not apply or not plan.has_changes:
+            await _warn_headroom(js, streams, echo)
+            return plan
+        await apply_plan(js, plan)
+        await _warn_headroom(js, streams, echo)
+        created, updated = plan.count(Action.CREATE), plan.count(Action.UPDATE)
+        done = f"done: {created} created, {updated} updated"
+        if pool is not None and migrations is not None:
+            applied = await migrate(pool, migrations)
+            done += f", {len(applied)} migration(s) applied"
+        echo(done)
+        return plan
+    finally:
+        if pool is not None:
+            await pool.close()
 
 
 async def _warn_headroom(

@@ -20,6 +20,7 @@ from handwritten.runtime.headroom import HeadroomMonitor, interval, warn_at
 from handwritten.runtime.jetstream import JetStreamPublisher
 from handwritten.runtime.migrate import pending_migrations
 from handwritten.runtime.registry import ServiceResources, service
+from handwritten.runtime.roles import ADMIN, RefusalWatch
 from handwritten.runtime.servers import ServerUrls, redact
 from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
 
@@ -41,18 +42,30 @@ async def require_migrated(pool: asyncpg.Pool, migrations: Path) -> None:
 
 @asynccontextmanager
 async def connected(
-    urls: ServerUrls, *, name: str, database: bool = True
+    urls: ServerUrls,
+    *,
+    name: str,
+    database: bool = True,
+    role: str = ADMIN,
+    watch: RefusalWatch | None = None,
 ) -> AsyncIterator[tuple[Client, asyncpg.Pool | None]]:
-    """A NATS connection (drained on the way out) and, if asked, a database pool."""
+    """A NATS connection as `role` (drained on the way out) and, if asked, a database pool.
+    What fails inside after the server refused something to the role (a request that then
+    timed out) is reported as that refusal (`PermissionRefused`), once."""
     database_url = urls.database() if database else None
-    nc = await connect_nats(urls.nats_url, name=name)
+    watch = RefusalWatch() if watch is None else watch
+    nc = await connect_nats(urls.nats_url, name=name, login=urls.login(role), on_refused=watch)
     try:
         pool = await connect_db(database_url) if database_url is not None else None
         try:
             yield nc, pool
+        except Exception:
+            watch.raise_if_refused()
+            raise
         finally:
             if pool is not None:
                 await pool.close()
+        watch.raise_if_refused()
     finally:
         try:
             await nc.drain()
@@ -76,6 +89,8 @@ async def run_service(
     definition = service(name)
     log = logging.getLogger(name)
     stop = asyncio.Event() if stop is None else stop
+    # A refused publish, pull or ack is not retried: the service stops and reports it once.
+    watch = RefusalWatch(lambda _refusal: stop.set())
     if handle_signals:
         install_shutdown(stop)
     try:
@@ -83,10 +98,13 @@ async def run_service(
         log.info("📡 Connecting to NATS at %s", redact(urls.nats_url))
         if definition.uses_database:
             log.info("🗄️  Connecting to PostgreSQL at %s", redact(urls.database()))
-        async with connected(urls, name=f"filetrash {name}", database=definition.uses_database) as (
-            nc,
-            pool,
-        ):
+        async with connected(
+            urls,
+            name=f"filetrash {name}",
+            database=definition.uses_database,
+            role=definition.endpoint.durable,
+            watch=watch,
+        ) as (nc, pool):
             if pool is not None and definition.migrations is not None:
                 await require_migrated(pool, definition.migrations)
             resources = ServiceResources(
@@ -98,7 +116,11 @@ async def run_service(
             handler = definition.make_handler(resources)
             stats = ConsumeStats()
             monitor = HeadroomMonitor(
-                nc.jetstream(), [definition.endpoint.stream], every=interval(), threshold=warn_at()
+                nc.jetstream(),
+                [definition.endpoint.stream],
+                every=interval(),
+                threshold=warn_at(),
+                durables=[definition.endpoint.durable],
             )
             watching = asyncio.create_task(monitor.run(stop))
             try:

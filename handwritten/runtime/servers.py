@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from handwritten.runtime.roles import CREDENTIALS_FILE, Login
+from handwritten.runtime.roles import login as roles_login
+
 NATS_URL_ENV = "NATS_URL"
 DATABASE_URL_ENV = "DATABASE_URL"
 DEV_DIR_NAME = ".dev"
@@ -40,6 +43,13 @@ class ServerUrls:
     nats_url: str
     database_url: str | None
     source: Source
+    nats_credentials: Path | None = None
+    """The dev servers' credentials file when NATS is theirs and authorization is on: each
+    process then connects as its role (`login`). None: connect as the URL says."""
+
+    def login(self, role: str) -> Login | None:
+        """How a process of `role` connects (None: as the URL and NATS_CREDS say)."""
+        return roles_login(self.nats_credentials, role)
 
     def database(self) -> str:
         """The database URL, for what cannot work without PostgreSQL."""
@@ -58,6 +68,20 @@ def default_dev_dir() -> Path:
 
 def servers_file(dev_dir: Path) -> Path:
     return dev_dir / SERVERS_FILE
+
+
+def credentials_file(dev_dir: Path) -> Path:
+    return dev_dir / CREDENTIALS_FILE
+
+
+def _dev_credentials(dev_dir: Path, record: Mapping[str, Any], nats_url: str) -> Path | None:
+    """The credentials file when `nats_url` is the running dev nats-server's and its
+    authorization is on (NATS_URL copied from `filetrash up`'s output included)."""
+    if not record.get("running", False) or not record.get("nats_auth", False):
+        return None
+    if nats_url.strip().rstrip("/") != str(record.get("nats_url", "")).rstrip("/"):
+        return None
+    return credentials_file(dev_dir)
 
 
 def read_dev_record(dev_dir: Path) -> dict[str, Any] | None:
@@ -85,13 +109,15 @@ def resolve_servers(
     nats_url = env.get(NATS_URL_ENV, "").strip()
     database_url = env.get(DATABASE_URL_ENV, "").strip()
     if nats_url and database_url:
-        return ServerUrls(nats_url, database_url, "env")
+        creds = _dev_credentials(dev_dir, read_dev_record(dev_dir) or {}, nats_url)
+        return ServerUrls(nats_url, database_url, "env", creds)
     if nats_url and not database:
         dev = read_dev_record(dev_dir) or {}
+        creds = _dev_credentials(dev_dir, dev, nats_url)
         dev_database = dev.get("database_url") if dev.get("running", False) else None
         if isinstance(dev_database, str):
-            return ServerUrls(nats_url, dev_database, "mixed")
-        return ServerUrls(nats_url, None, "env")
+            return ServerUrls(nats_url, dev_database, "mixed", creds)
+        return ServerUrls(nats_url, None, "env", creds)
 
     missing = [
         name
@@ -117,7 +143,9 @@ def resolve_servers(
             "or set NATS_URL and DATABASE_URL"
         )
     source: Source = "mixed" if (nats_url or database_url) else "dev"
-    return ServerUrls(nats_url or dev_nats, database_url or dev_database, source)
+    chosen = nats_url or dev_nats
+    creds = _dev_credentials(dev_dir, record, chosen)
+    return ServerUrls(chosen, database_url or dev_database, source, creds)
 
 
 def redact(url: str) -> str:
