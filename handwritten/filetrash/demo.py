@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from handwritten.runtime import devservers
-from handwritten.runtime.servers import DATABASE_URL_ENV, NATS_URL_ENV, ServerUrls
+from handwritten.runtime.roles import ADMIN, ROLE_ENV
+from handwritten.runtime.servers import (
+    DATABASE_URL_ENV,
+    NATS_CREDENTIALS_ENV,
+    NATS_URL_ENV,
+    ServerUrls,
+)
 
 if TYPE_CHECKING:
     from handwritten.filetrash.db.queries import RunCounts
@@ -201,6 +207,10 @@ def _child_env(urls: ServerUrls) -> dict[str, str]:
     env = dict(os.environ)
     env[NATS_URL_ENV] = urls.nats_url
     env[DATABASE_URL_ENV] = urls.database()
+    # Each service connects as its own role (FILETRASH_ROLE would make them all one).
+    env.pop(ROLE_ENV, None)
+    if urls.nats_credentials is not None:
+        env[NATS_CREDENTIALS_ENV] = str(urls.nats_credentials)
     env.pop("FILETRASH_FAULT", None)  # the demo expects clean runs
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -223,6 +233,7 @@ class Row:
 async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
     from generated.topology import CONSUMERS, STREAMS
     from handwritten.filetrash import ids, reconcile
+    from handwritten.filetrash.jobs import PUBLISHER_ROLE
     from handwritten.filetrash.db import MIGRATIONS, queries
     from handwritten.filetrash.publisher import (
         DeletionSimulator,
@@ -245,7 +256,12 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
         echo=lambda text: _say_lines("provision", text),
     )
 
-    nc = await connect_nats(urls.nats_url, name="filetrash demo")
+    # The demo reconciles as admin and publishes as the publisher's role, as
+    # `filetrash publish` does; each service runs under its own role.
+    nc = await connect_nats(urls.nats_url, name="filetrash demo", login=urls.login(ADMIN))
+    publisher_nc = await connect_nats(
+        urls.nats_url, name="filetrash demo publisher", login=urls.login(PUBLISHER_ROLE)
+    )
     pool = await connect_db(urls.database(), min_size=1, max_size=2)
     processes = [ServiceProcess(label, name) for label, name in PROCESSES]
     try:
@@ -271,7 +287,7 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
         pace = "as fast as possible" if options.rate == 0 else f"{options.rate:g}/s"
         banner(f"Publishing {options.count} deletions ({pace}, seed {seed})")
         published = await publish_deletions(
-            JetStreamPublisher(js),
+            JetStreamPublisher(publisher_nc.jetstream()),
             DeletionSimulator(random.Random(seed)),
             count=options.count,
             rate=options.rate,
@@ -313,6 +329,7 @@ async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
                 await each.stop(timeout=5.0)
         await pool.close()
         await nc.close()
+        await publisher_nc.close()
 
     rows = [
         Row(

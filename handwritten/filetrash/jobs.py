@@ -16,6 +16,10 @@ from handwritten.runtime.run import connected, require_migrated
 from handwritten.runtime.servers import ServerUrls
 from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
 
+PUBLISHER_ROLE = "publishFileDeleted"
+"""The NATS roles of the two producers: their send operations in the spec."""
+PURGE_ROLE = "publishFilePurged"
+
 
 async def run_publisher(
     urls: ServerUrls, *, count: int | None, rate: float, seed: int | None
@@ -41,7 +45,9 @@ async def _publish(
         pace,
         seed,
     )
-    async with connected(urls, name="filetrash publisher", database=False) as (nc, _):
+    async with connected(
+        urls, name="filetrash publisher", database=False, role=PUBLISHER_ROLE
+    ) as (nc, _):
         return await publish_deletions(
             JetStreamPublisher(nc.jetstream()),
             DeletionSimulator(random.Random(seed)),
@@ -56,7 +62,7 @@ async def run_purge(
 ) -> PurgeReport:
     """`filetrash purge`: remove expired trash entries, one FilePurgedEvent each."""
     log = logging.getLogger("purge")
-    async with connected(urls, name="filetrash purge") as (nc, pool):
+    async with connected(urls, name="filetrash purge", role=PURGE_ROLE) as (nc, pool):
         assert pool is not None
         await require_migrated(pool, MIGRATIONS)
         report = await purge_expired(

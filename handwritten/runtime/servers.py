@@ -20,6 +20,9 @@ from handwritten.runtime.roles import CREDENTIALS_FILE, Login
 from handwritten.runtime.roles import login as roles_login
 
 NATS_URL_ENV = "NATS_URL"
+NATS_CREDENTIALS_ENV = "FILETRASH_NATS_CREDENTIALS"
+"""The roles' credentials file to use with NATS_URL (default: the dev servers' when NATS_URL is
+theirs): each process then connects as its role."""
 DATABASE_URL_ENV = "DATABASE_URL"
 DEV_DIR_NAME = ".dev"
 SERVERS_FILE = "servers.json"
@@ -108,12 +111,15 @@ def resolve_servers(
     dev_dir = default_dev_dir() if dev_dir is None else dev_dir
     nats_url = env.get(NATS_URL_ENV, "").strip()
     database_url = env.get(DATABASE_URL_ENV, "").strip()
+    named = env.get(NATS_CREDENTIALS_ENV, "").strip()
     if nats_url and database_url:
-        creds = _dev_credentials(dev_dir, read_dev_record(dev_dir) or {}, nats_url)
+        creds = Path(named) if named else None
+        if creds is None:
+            creds = _dev_credentials(dev_dir, read_dev_record(dev_dir) or {}, nats_url)
         return ServerUrls(nats_url, database_url, "env", creds)
     if nats_url and not database:
         dev = read_dev_record(dev_dir) or {}
-        creds = _dev_credentials(dev_dir, dev, nats_url)
+        creds = Path(named) if named else _dev_credentials(dev_dir, dev, nats_url)
         dev_database = dev.get("database_url") if dev.get("running", False) else None
         if isinstance(dev_database, str):
             return ServerUrls(nats_url, dev_database, "mixed", creds)
