@@ -24,7 +24,13 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from handwritten.runtime.roles import Login, PermissionRefused, parse_violation, restore_case
+from handwritten.runtime.roles import (
+    Login,
+    PermissionRefused,
+    note_refusal,
+    parse_violation,
+    restore_case,
+)
 from handwritten.runtime.servers import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -152,6 +158,7 @@ async def connect_nats(
     async def error_cb(error: Exception) -> None:
         refusal = _refusal(str(error), _role_of(url, login))
         if refusal is not None:
+            note_refusal(client, refusal)
             key = (refusal.action, refusal.subject)
             if on_refused is not None:
                 on_refused(refusal)

@@ -37,6 +37,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, PubAck, StreamInfo
 
+from handwritten.runtime.roles import PermissionRefused, refused_publish
+
 from handwritten.runtime.addresses import wildcard_tokens
 from handwritten.runtime.contract import OutgoingMessage, PublishResult
 from handwritten.runtime.errors import (
@@ -208,6 +210,8 @@ class JetStreamPublisher:
                     subject, payload, timeout=self._timeout, headers=dict(all_headers)
                 )
             except Exception as error:
+                if (refused := self._refused(subject)) is not None:
+                    raise refused from None  # the server refused the role: no retry
                 if (full := await self._full(subject, len(payload), error)) is not None:
                     raise full from error
                 if not _retryable(error):
@@ -260,6 +264,9 @@ class JetStreamPublisher:
             full_subjects: dict[str, StreamFull | None] = {}
             for index, error in failed:
                 message = messages[index]
+                if (refused := self._refused(message.subject)) is not None:
+                    results[index] = refused  # the server refused the role: no retry
+                    continue
                 full = await self._full(message.subject, len(message.payload), error)
                 if full is None and isinstance(error, nats.errors.TimeoutError):
                     # nats-py raises a refusal with status 503 (a full stream's 10077) inside
@@ -354,6 +361,10 @@ class JetStreamPublisher:
                     stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate)
                 )
         return failed
+
+    def _refused(self, subject: str) -> PermissionRefused | None:
+        """The server's refusal of a publish to `subject` on this connection, if it sent one."""
+        return refused_publish(getattr(self._js, "_nc", None), subject)
 
     def _max_payload(self) -> int:
         """The connected server's max_payload (0 when not known yet)."""

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,3 +221,24 @@ class RefusalWatch:
     def raise_if_refused(self) -> None:
         if self.refused is not None:
             raise self.refused
+
+
+_REFUSALS: weakref.WeakKeyDictionary[object, dict[tuple[str, str], PermissionRefused]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def note_refusal(client: object, refusal: PermissionRefused) -> None:
+    """Remember that the server refused `refusal` on `client` (connect.py does, for every one)."""
+    _REFUSALS.setdefault(client, {})[(refusal.action, refusal.subject)] = refusal
+
+
+def refused_publish(client: object | None, subject: str) -> PermissionRefused | None:
+    """The refusal of a publish to `subject` on `client`, if the server sent one: a publish
+    without PubAck is then not retried (jetstream.py)."""
+    if client is None:
+        return None
+    try:
+        return _REFUSALS.get(client, {}).get(("publish", subject))
+    except TypeError:  # not weak-referenceable: no refusals were noted for it
+        return None
