@@ -139,6 +139,8 @@ def build_roles(
                 "rename the operation",
             )
             return
+        if role.name in roles and role.kind == roles[role.name].kind == "receive":
+            return  # one durable declared twice: `duplicate-durable` says so already
         if role.name in roles:
             error(
                 where,
