@@ -243,6 +243,7 @@ def compare(
     changes += _compare_operations(old, new)
     changes += _compare_streams(old, new)
     changes += _compare_consumers(old, new)
+    changes += _compare_roles(old, new)
     for change in changes:
         if change.order is Order.BREAKING and any(
             change.path == a or change.path.startswith(a + ".") for a in allow
@@ -1153,6 +1154,93 @@ def _compare_operations(old: Side, new: Side) -> list[Change]:
                     Order.COMPATIBLE,
                     why,
                     migration,
+                )
+            )
+    return changes
+
+
+# -- NATS roles ------------------------------------------------------------------------------
+_GRANT_FIRST = (
+    "apply the new authorization before the service that needs it starts (`filetrash up` "
+    "reloads the dev server's; elsewhere render generated/permissions.py into your server's)"
+)
+_REVOKE_AFTER = "revoke it once no running service of the old spec uses it"
+
+
+def _spell_subjects(action: str, sign: str, subjects_: list[str]) -> str:
+    return f"{sign}{action} " + ", ".join(subjects_)
+
+
+def _compare_roles(old: Side, new: Side) -> list[Change]:
+    """Each role's permissions granted or revoked: what the server's authorization must
+    change (generated/permissions.py), and when."""
+    changes: list[Change] = []
+    old_roles = {r.name: r for r in old.doc.roles}
+    new_roles = {r.name: r for r in new.doc.roles}
+
+    def pointer_of(operations: tuple[str, ...]) -> str:
+        return f"/operations/{escape_pointer_token(operations[0])}" if operations else ""
+
+    for name, role in sorted(new_roles.items()):
+        was = old_roles.get(name)
+        pointer = pointer_of(role.operations)
+        if was is None:
+            why = (
+                f"NATS role {name} added: publish {', '.join(role.publish)}; "
+                f"subscribe {', '.join(role.subscribe)}"
+            )
+            changes.append(
+                _topology_change(new, pointer, "role-added", Order.COMPATIBLE, why, _GRANT_FIRST)
+            )
+            continue
+        parts: list[str] = []
+        granted = revoked = False
+        for action, before, after in (
+            ("publish", was.publish, role.publish),
+            ("subscribe", was.subscribe, role.subscribe),
+        ):
+            plus = [s for s in after if s not in before]
+            minus = [s for s in before if s not in after]
+            if plus:
+                parts.append(_spell_subjects(action, "+", plus))
+                granted = True
+            if minus:
+                parts.append(_spell_subjects(action, "-", minus))
+                revoked = True
+        if not parts:
+            continue
+        migration = "; ".join(
+            text for flag, text in ((granted, _GRANT_FIRST), (revoked, _REVOKE_AFTER)) if flag
+        )
+        c = _topology_change(
+            new,
+            pointer,
+            "role-permissions-changed",
+            Order.COMPATIBLE,
+            f"NATS role {name}: " + "; ".join(parts),
+            migration,
+        )
+        if role.kind == "receive":
+            c.consumers = [name]
+        elif role.kind == "send":
+            c.producers = [name]
+        changes.append(c)
+    performers = {
+        key: op.consumer.durable for op in new.doc.receivers if op.consumer for key in op.sends
+    }
+    for name, was in sorted(old_roles.items()):
+        if name not in new_roles:
+            why = f"NATS role {name} removed"
+            if name in performers:
+                why += f" (its send operation is performed by {performers[name]} now)"
+            changes.append(
+                _topology_change(
+                    new,
+                    pointer_of(was.operations),
+                    "role-removed",
+                    Order.COMPATIBLE,
+                    why,
+                    _REVOKE_AFTER,
                 )
             )
     return changes

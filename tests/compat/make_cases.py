@@ -76,6 +76,17 @@ cases = {
         ("eventType: OrderPlaced\n", "eventType: OrderPlacedV2\n"),
         ("version: 1.0.0", "version: 2.0.0"),
     ],
+    "service_added_and_sends": [
+        (
+            "  shipping:\n    action: receive\n    channel: {$ref: '#/channels/ordersPlaced'}\n",
+            "  audit:\n    action: receive\n    channel: {$ref: '#/channels/ordersPlaced'}\n"
+            "    x-jetstream-consumer:\n      durable: audit\n      ack_policy: explicit\n"
+            "      dead_letter: deadLetters\n"
+            "  shipping:\n    action: receive\n    channel: {$ref: '#/channels/ordersPlaced'}\n"
+            "    x-sends: [placeOrder]\n",
+        ),
+        ("version: 1.0.0", "version: 1.1.0"),
+    ],
     "durable_renamed": [
         ("durable: billing", "durable: billing-v2"),
         ("version: 1.0.0", "version: 2.0.0"),
