@@ -79,9 +79,7 @@ class _Grants:
         )
 
 
-def _sends(
-    grants: _Grants, name: str, subject: str, streams: Iterable[Stream], why: str
-) -> None:
+def _sends(grants: _Grants, name: str, subject: str, streams: Iterable[Stream], why: str) -> None:
     grants.pub(subject, why)
     stream = _stream_of(subject, streams)
     grants.pub("$JS.API.STREAM.NAMES", "to tell a missing stream from a slow one")

@@ -121,7 +121,6 @@ async def _read_status(urls: Any, args: argparse.Namespace) -> tuple[dict[str, o
     from generated.topology import CONSUMERS, STREAMS
     from handwritten.runtime import status
     from handwritten.runtime.connect import connect_nats
-
     from handwritten.runtime.roles import ADMIN
 
     nc = await connect_nats(urls.nats_url, name="filetrash status", login=urls.login(ADMIN))
@@ -149,9 +148,7 @@ def cmd_headroom(args: argparse.Namespace) -> int:
     threshold = warn_at()
 
     async def show() -> int:
-        nc = await connect_nats(
-            urls.nats_url, name="filetrash-headroom", login=urls.login(ADMIN)
-        )
+        nc = await connect_nats(urls.nats_url, name="filetrash-headroom", login=urls.login(ADMIN))
         try:
             usages, _ = await read_headroom(nc.jetstream(), list(STREAMS))
         finally:

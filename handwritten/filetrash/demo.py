@@ -233,8 +233,8 @@ class Row:
 async def _demo(urls: ServerUrls, options: DemoOptions, started: float) -> int:
     from generated.topology import CONSUMERS, STREAMS
     from handwritten.filetrash import ids, reconcile
-    from handwritten.filetrash.jobs import PUBLISHER_ROLE
     from handwritten.filetrash.db import MIGRATIONS, queries
+    from handwritten.filetrash.jobs import PUBLISHER_ROLE
     from handwritten.filetrash.publisher import (
         DeletionSimulator,
         describe_published,

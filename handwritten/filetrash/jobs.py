@@ -45,9 +45,10 @@ async def _publish(
         pace,
         seed,
     )
-    async with connected(
-        urls, name="filetrash publisher", database=False, role=PUBLISHER_ROLE
-    ) as (nc, _):
+    async with connected(urls, name="filetrash publisher", database=False, role=PUBLISHER_ROLE) as (
+        nc,
+        _,
+    ):
         return await publish_deletions(
             JetStreamPublisher(nc.jetstream()),
             DeletionSimulator(random.Random(seed)),

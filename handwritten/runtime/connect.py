@@ -16,8 +16,8 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import nats

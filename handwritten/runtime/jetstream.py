@@ -37,8 +37,6 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, PubAck, StreamInfo
 
-from handwritten.runtime.roles import PermissionRefused, refused_publish
-
 from handwritten.runtime.addresses import wildcard_tokens
 from handwritten.runtime.contract import OutgoingMessage, PublishResult
 from handwritten.runtime.errors import (
@@ -50,6 +48,7 @@ from handwritten.runtime.errors import (
     describe_api_error,
     is_jetstream_error,
 )
+from handwritten.runtime.roles import PermissionRefused, refused_publish
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@ with CI=true and no terminal, on a fresh directory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import nats
+import nats.errors
 import pytest
 from nats.js.api import StreamConfig
 
@@ -108,8 +110,14 @@ def occupy() -> Iterator[Callable[[int], None]]:
         yield occupy_port
 
 
-async def nats_has_jetstream(url: str) -> bool:
-    nc = await nats.connect(url, allow_reconnect=False)
+async def connect_admin(dev_dir: Path, url: str) -> nats.aio.client.Client:
+    """The dev nats-server has authorization on: connect as the spec's admin role."""
+    roles = json.loads((dev_dir / "nats-credentials.json").read_text())["roles"]
+    return await nats.connect(url, user="admin", password=roles["admin"], allow_reconnect=False)
+
+
+async def nats_has_jetstream(dev_dir: Path, url: str) -> bool:
+    nc = await connect_admin(dev_dir, url)
     try:
         info = await nc.jetstream().account_info()
         return info is not None
@@ -133,15 +141,18 @@ async def test_up_status_down_on_a_fresh_directory(dev_dir: Path) -> None:
     assert devservers.process_alive(nats_pid) and devservers.process_alive(pg_pid)
     assert "nats.conf" in " ".join(devservers.process_cmdline(nats_pid) or [])
 
-    assert await nats_has_jetstream(record["nats_url"])
+    assert await nats_has_jetstream(dev_dir, record["nats_url"])
     conn = await asyncpg.connect(record["database_url"])
     try:
         assert await conn.fetchval("SELECT current_database()") == "filetrash"
     finally:
         await conn.close()
     assert resolve_servers(dev_dir, environ={}).nats_url == record["nats_url"]
+    # NATS_URL copied from `up`'s output still connects as each command's role.
+    copied = resolve_servers(dev_dir, environ={"NATS_URL": record["nats_url"]}, database=False)
+    assert copied.nats_credentials == dev_dir / "nats-credentials.json"
 
-    status = filetrash("status", cwd=workdir)
+    status = filetrash("status", cwd=workdir)  # as the admin role
     assert status.returncode == 4  # servers up, nothing provisioned: the topology drifted
     assert status.stdout.count("(ready)") == 2
     assert "stream FILE_EVENTS: create" in status.stdout
@@ -162,6 +173,51 @@ async def test_up_status_down_on_a_fresh_directory(dev_dir: Path) -> None:
     assert status.stdout.count("(stopped)") == 2
     with pytest.raises(ServersNotConfigured, match="stopped"):
         resolve_servers(dev_dir, environ={})
+
+
+async def test_authorization_is_on_by_default_with_private_secrets(dev_dir: Path) -> None:
+    record, result = up_ok(dev_dir)
+    assert record["nats_auth"] is True
+    credentials = dev_dir / "nats-credentials.json"
+    passwords = json.loads(credentials.read_text())["roles"]
+    assert {"admin", "trash-processor", "publishFileDeleted"} <= set(passwords)
+    for private in (credentials, dev_dir / "nats.conf"):
+        assert private.stat().st_mode & 0o777 == 0o600, private
+    output = result.stdout + result.stderr
+    assert "authorization on" in result.stderr
+    for secret in passwords.values():
+        assert secret not in output
+        assert secret not in (dev_dir / "logs" / "nats.log").read_text()
+    with pytest.raises(nats.errors.Error, match="(?i)authorization"):
+        await nats.connect(record["nats_url"], allow_reconnect=False, max_reconnect_attempts=0)
+    nc = await nats.connect(
+        record["nats_url"],
+        user="trash-processor",
+        password=passwords["trash-processor"],
+        allow_reconnect=False,
+    )
+    await nc.close()
+
+    # `up` again keeps the passwords; `up --no-auth` reloads the running server without them.
+    up_ok(dev_dir)
+    assert json.loads(credentials.read_text())["roles"] == passwords
+    record, result = up_ok(dev_dir, "--no-auth")
+    assert "roles reloaded" in result.stderr
+    assert record["nats_auth"] is False
+    assert resolve_servers(dev_dir, environ={}).nats_credentials is None
+
+    async def open_to_all() -> bool:
+        try:
+            nc = await nats.connect(record["nats_url"], allow_reconnect=False)
+        except Exception:
+            return False
+        await nc.close()
+        return True
+
+    deadline = time.monotonic() + 10
+    while not await open_to_all():
+        assert time.monotonic() < deadline, "the server did not reload its configuration"
+        await asyncio.sleep(0.1)
 
 
 def test_up_twice_starts_nothing_new(dev_dir: Path) -> None:
@@ -246,7 +302,7 @@ def test_requested_ports_are_used(dev_dir: Path) -> None:
 
 async def test_data_survives_down_and_up(dev_dir: Path) -> None:
     record, _ = up_ok(dev_dir)
-    nc = await nats.connect(record["nats_url"], allow_reconnect=False)
+    nc = await connect_admin(dev_dir, record["nats_url"])
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="KEEP", subjects=["keep.>"]))
@@ -266,7 +322,7 @@ async def test_data_survives_down_and_up(dev_dir: Path) -> None:
     assert again["database_url"] == record["database_url"]
     assert again["nats"]["pid"] != record["nats"]["pid"]
 
-    nc = await nats.connect(again["nats_url"], allow_reconnect=False)
+    nc = await connect_admin(dev_dir, again["nats_url"])
     try:
         js = nc.jetstream()
         msg = await js.get_last_msg("KEEP", "keep.one")
@@ -284,7 +340,7 @@ async def test_recorded_port_taken_while_down_moves_the_server(
     dev_dir: Path, occupy: Callable[[int], None]
 ) -> None:
     record, _ = up_ok(dev_dir)
-    nc = await nats.connect(record["nats_url"], allow_reconnect=False)
+    nc = await connect_admin(dev_dir, record["nats_url"])
     try:
         await nc.jetstream().add_stream(StreamConfig(name="MOVED", subjects=["moved.>"]))
     finally:
@@ -296,7 +352,7 @@ async def test_recorded_port_taken_while_down_moves_the_server(
     again, result = up_ok(dev_dir)
     assert again["nats"]["port"] != record["nats"]["port"]
     assert f"(started; ports {record['nats']['port']}, 4222 in use)" in result.stderr
-    nc = await nats.connect(again["nats_url"], allow_reconnect=False)
+    nc = await connect_admin(dev_dir, again["nats_url"])
     try:
         info = await nc.jetstream().stream_info("MOVED")
         assert info.config.subjects == ["moved.>"]
