@@ -95,7 +95,9 @@ async def run_service(
         install_shutdown(stop)
     try:
         log.info("🚀 %s starting...", definition.title)
-        log.info("📡 Connecting to NATS at %s", redact(urls.nats_url))
+        login = urls.login(definition.endpoint.durable)
+        as_role = f" as role {login.role}" if login is not None else ""
+        log.info("📡 Connecting to NATS at %s%s", redact(urls.nats_url), as_role)
         if definition.uses_database:
             log.info("🗄️  Connecting to PostgreSQL at %s", redact(urls.database()))
         async with connected(

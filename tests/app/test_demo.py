@@ -5,7 +5,9 @@ and on dev servers it starts and stops itself."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +92,18 @@ async def test_without_server_urls_the_demo_runs_its_own_dev_servers(dev_dir: Pa
     assert "Everything reconciles: 5 deletions" in output
     assert "Stopping the dev servers this demo started" in output
     assert not any(state.running for state in devservers.status(dev_dir))
+    # Authorization is on: every service ran under its own role, none was refused anything.
+    for label, role in (
+        ("trash-processor #1", "trash-processor"),
+        ("trash-processor #2", "trash-processor"),
+        ("audit-logger", "audit-logger"),
+        ("analytics-service", "analytics-service"),
+        ("cleanup-service", "cleanup-service"),
+        ("notification-service", "notification-service"),
+    ):
+        assert re.search(
+            rf"^{re.escape(label)} +│ 📡 Connecting to NATS at \S+ as role {role}$", output, re.M
+        ), label
+    assert "NATS refused" not in output and "Violation" not in output
+    passwords = json.loads((dev_dir / "nats-credentials.json").read_text())["roles"]
+    assert not any(secret in output for secret in passwords.values())
