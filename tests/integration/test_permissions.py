@@ -308,3 +308,40 @@ def test_credentials_are_private(tmp_path: Path) -> None:
     assert ensure_passwords(path, ROLES) == first, "kept across `filetrash up`s"
     fewer = ensure_passwords(path, [ADMIN, "new-role"])
     assert fewer[ADMIN] == first[ADMIN] and set(fewer) == {ADMIN, "new-role"}
+
+
+class PublishesOutsideItsRole:
+    """A trash-processor handler that publishes where its role may not (files.purged)."""
+
+    def __init__(self, nc: Client) -> None:
+        self.publisher = JetStreamPublisher(nc.jetstream(), timeout=1.0)
+        self.calls = 0
+
+    async def on_file_deleted_event(self, event: FileDeletedEvent, delivery: Delivery) -> None:
+        self.calls += 1
+        await self.publisher.publish("files.purged", b"{}", msg_id=f"p-{event.event_id}")
+
+
+async def test_a_handler_publishing_outside_its_role_stops_the_service_once(
+    secured: ServerUrls, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = await as_role(secured, ADMIN, RefusalWatch())
+    stop = asyncio.Event()
+    watch = RefusalWatch(lambda _refusal: stop.set())  # as `filetrash run` wires it
+    nc = await as_role(secured, "trash-processor", watch)
+    try:
+        publisher = JetStreamPublisher(admin.jetstream())
+        for i in range(3):
+            await publisher.publish("files.deleted", deletion(), msg_id=f"outside-{i}")
+        handler = PublishesOutsideItsRole(nc)
+        settings = ConsumeSettings(fetch_timeout=1.0, batch_size=1)
+        async with asyncio.timeout(20):
+            await run_consumer(nc, TRASH_PROCESSOR, handler, settings=settings, stop=stop)
+        assert watch.refused is not None
+        assert (watch.refused.role, watch.refused.subject) == ("trash-processor", "files.purged")
+        assert handler.calls == 1, "stopped at the first refusal: no retry storm"
+        info = await admin.jetstream().consumer_info(STREAM, "trash-processor")
+        assert info.num_pending + info.num_ack_pending == 3, "nothing was acked"
+    finally:
+        await nc.close()
+        await admin.close()
