@@ -188,7 +188,7 @@ async def test_authorization_is_on_by_default_with_private_secrets(dev_dir: Path
     for secret in passwords.values():
         assert secret not in output
         assert secret not in (dev_dir / "logs" / "nats.log").read_text()
-    with pytest.raises(nats.errors.Error, match="(?i)authorization"):
+    with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):
         await nats.connect(record["nats_url"], allow_reconnect=False, max_reconnect_attempts=0)
     nc = await nats.connect(
         record["nats_url"],
