@@ -184,6 +184,7 @@ def test_generate_replaces_the_directory_exactly(tmp_path: Path) -> None:
         "topology.py",
         "publishers.py",
         "consumers.py",
+        "permissions.py",
     }
     assert sorted(os.listdir(tmp_path)) == ["pkg"], "no staging directory left behind"
 

@@ -13,7 +13,14 @@ import pytest
 from tests.golden import regen
 
 CASES = regen.cases()
-OUTPUT_FILES = {"__init__.py", "models.py", "topology.py", "publishers.py", "consumers.py"}
+OUTPUT_FILES = {
+    "__init__.py",
+    "models.py",
+    "topology.py",
+    "publishers.py",
+    "consumers.py",
+    "permissions.py",
+}
 
 
 @cache
