@@ -122,7 +122,9 @@ async def run_service(
                 [definition.endpoint.stream],
                 every=interval(),
                 threshold=warn_at(),
-                durables=[definition.endpoint.durable],
+                # Under a role a service may read its own durable's info only: it warns of its
+                # own headroom and its stream's limits; without one, of every durable's.
+                durables=[definition.endpoint.durable] if login is not None else None,
             )
             watching = asyncio.create_task(monitor.run(stop))
             try:
