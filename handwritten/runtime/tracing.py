@@ -41,6 +41,10 @@ def caused_by(cause: Mapping[str, str] | None = None, *, name: str = "publish") 
     """Trace headers for a message caused by one with headers `cause` (by default the message
     being handled now); a new trace when there is none."""
     parent = carried(cause if cause is not None else _CURRENT.get())
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # No SDK: the span would be a non-recording one of the parent's own context, injected
+        # back unchanged. Skipping that round trip saves more than the rest of a trash event.
+        return parent or {TRACEPARENT: new_traceparent()}
     headers: dict[str, str] = {}
     with _TRACER.start_as_current_span(
         name, context=propagate.extract(parent), kind=trace.SpanKind.PRODUCER

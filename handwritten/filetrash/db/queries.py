@@ -200,15 +200,22 @@ async def mark_trash_events_published(
     conn: Connection, published: Sequence[tuple[UUID, int]]
 ) -> None:
     """`mark_trash_event_published` for a whole batch of (trash id, sequence), in one
-    statement; rows locked in id order, as every batch does."""
+    statement; rows locked in id order, as every batch does.
+
+    The rows are found through the primary key (`id = ANY(...)`), whatever the planner thinks
+    of the table's size: a join against `unnest(...)` was planned as a hash join over a
+    sequential scan of the whole table while its statistics were stale (a fresh or fast
+    growing table), so every batch read every row. Each row's sequence is looked up by its
+    position in the id array (a batch is a few hundred ids at most).
+    """
     if not published:
         return
     ordered = sorted(published)
     await conn.execute(
         """
-        UPDATE trashed_files AS t SET trash_event_seq = u.seq
-        FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)
-        WHERE t.id = u.id AND t.trash_event_seq IS NULL
+        UPDATE trashed_files
+        SET trash_event_seq = ($2::bigint[])[array_position($1::uuid[], id)]
+        WHERE id = ANY($1::uuid[]) AND trash_event_seq IS NULL
         """,
         [trash_id for trash_id, _ in ordered],
         [seq for _, seq in ordered],
