@@ -155,7 +155,7 @@ def checker(rule: Mapping[str, Any]) -> Checker:
     format, an integer) specialised: the model validator runs one per field of every event
     decoded, so the rule is read once here rather than key by key for each value."""
     if set(rule) == {"format"} and rule["format"] in FORMATS:
-        check, what = FORMATS[rule["format"]]
+        check = FORMATS[rule["format"]][0]
         parsed = _PARSED.get(rule["format"])
 
         def conform_format(value: Any) -> Any:
