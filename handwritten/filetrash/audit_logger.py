@@ -2,19 +2,21 @@
 
 Fan-out: it has its own durable on `files.deleted`, so it sees every deletion whatever the
 trash-processor does, and catches up from its own position after a restart. The unique event
-id makes a redelivery a no-op.
+id makes a redelivery a no-op. A fetched batch goes in with one statement (`handle_batch`),
+and is logged as one line per outcome; a batch of one is logged as the single event it is.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 
 from generated.consumers import AUDIT_LOGGER, AuditLoggerHandler
 from generated.models import FileDeletedEvent
 from handwritten.filetrash.db import MIGRATIONS, queries
-from handwritten.runtime.contract import Delivery
+from handwritten.runtime.contract import BatchResult, Delivery
 from handwritten.runtime.logging import short_id
 from handwritten.runtime.registry import Service, ServiceResources
 
@@ -41,17 +43,68 @@ class AuditLogger:
         )
         if added:
             self.appended += 1
+        _log_audited(event, delivery, added)
+
+    async def handle_batch(self, items: Sequence[tuple[FileDeletedEvent, Delivery]]) -> BatchResult:
+        """Every deletion of the batch into the audit log, in one statement."""
+        added = await queries.append_audit_entries(
+            self._pool,
+            [
+                queries.AuditEntry(
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    user_id=event.data.user_id,
+                    subject=delivery.subject,
+                    stream=delivery.stream,
+                    stream_seq=delivery.stream_seq,
+                    payload=event.model_dump_json(by_alias=True),
+                )
+                for event, delivery in items
+            ],
+        )
+        self.appended += len(added)
+        if len(items) == 1:
+            event, delivery = items[0]
+            _log_audited(event, delivery, event.event_id in added)
+        else:
+            _log_audited_batch(items, len(added))
+        return BatchResult()
+
+
+def _log_audited(event: FileDeletedEvent, delivery: Delivery, added: bool) -> None:
+    log.info(
+        "📝 %s FileDeletedEvent: %s (file: %s, user: %s) [seq: %d]",
+        "Audited" if added else "Already audited",
+        short_id(event.event_id),
+        event.data.file_name,
+        short_id(event.data.user_id),
+        delivery.stream_seq,
+        extra={
+            "step": "audited" if added else "already-audited",
+            "event_id": str(event.event_id),
+        },
+    )
+
+
+def _log_audited_batch(items: Sequence[tuple[FileDeletedEvent, Delivery]], added: int) -> None:
+    sequences = [delivery.stream_seq for _, delivery in items]
+    first, last = min(sequences), max(sequences)
+    if added:
         log.info(
-            "📝 %s FileDeletedEvent: %s (file: %s, user: %s) [seq: %d]",
-            "Audited" if added else "Already audited",
-            short_id(event.event_id),
-            event.data.file_name,
-            short_id(event.data.user_id),
-            delivery.stream_seq,
-            extra={
-                "step": "audited" if added else "already-audited",
-                "event_id": str(event.event_id),
-            },
+            "📝 Audited FileDeletedEvent: %d events [seq: %d..%d]",
+            added,
+            first,
+            last,
+            extra={"step": "audited", "count": added},
+        )
+    if added < len(items):
+        repeats = len(items) - added
+        log.info(
+            "📝 Already audited FileDeletedEvent: %d events [seq: %d..%d]",
+            repeats,
+            first,
+            last,
+            extra={"step": "already-audited", "count": repeats},
         )
 
 

@@ -2,18 +2,21 @@
 
 Message filter: its durable reads `files.deleted` only, so the server never sends it the
 trash or purge events. One queue entry per deletion event, however often it is delivered.
+A fetched batch is queued with one statement (`handle_batch`) and logged in one line per
+outcome; a batch of one is logged as the single event it is.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 
 from generated.consumers import CLEANUP_SERVICE, CleanupServiceHandler
 from generated.models import FileDeletedEvent
 from handwritten.filetrash.db import MIGRATIONS, queries
-from handwritten.runtime.contract import Delivery
+from handwritten.runtime.contract import BatchResult, Delivery
 from handwritten.runtime.logging import short_id
 from handwritten.runtime.registry import Service, ServiceResources
 
@@ -39,16 +42,65 @@ class CleanupService:
         )
         if queued:
             self.queued += 1
+        _log_queued(event, delivery, queued)
+
+    async def handle_batch(self, items: Sequence[tuple[FileDeletedEvent, Delivery]]) -> BatchResult:
+        """Every deletion of the batch into the cleanup queue, in one statement."""
+        queued = await queries.enqueue_cleanups(
+            self._pool,
+            [
+                queries.CleanupEntry(
+                    event_id=event.event_id,
+                    file_id=event.data.file_id,
+                    user_id=event.data.user_id,
+                    file_path=event.data.file_path,
+                    file_size=event.data.file_size,
+                )
+                for event, _ in items
+            ],
+        )
+        self.queued += len(queued)
+        if len(items) == 1:
+            event, delivery = items[0]
+            _log_queued(event, delivery, event.event_id in queued)
+        else:
+            _log_queued_batch(items, len(queued))
+        return BatchResult()
+
+
+def _log_queued(event: FileDeletedEvent, delivery: Delivery, queued: bool) -> None:
+    log.info(
+        "🧹 %s %s (event: %s) [seq: %d]",
+        "Queued for cleanup:" if queued else "Already queued:",
+        event.data.file_path,
+        short_id(event.event_id),
+        delivery.stream_seq,
+        extra={
+            "step": "queued" if queued else "already-queued",
+            "event_id": str(event.event_id),
+        },
+    )
+
+
+def _log_queued_batch(items: Sequence[tuple[FileDeletedEvent, Delivery]], queued: int) -> None:
+    sequences = [delivery.stream_seq for _, delivery in items]
+    first, last = min(sequences), max(sequences)
+    if queued:
         log.info(
-            "🧹 %s %s (event: %s) [seq: %d]",
-            "Queued for cleanup:" if queued else "Already queued:",
-            file.file_path,
-            short_id(event.event_id),
-            delivery.stream_seq,
-            extra={
-                "step": "queued" if queued else "already-queued",
-                "event_id": str(event.event_id),
-            },
+            "🧹 Queued for cleanup: %d files [seq: %d..%d]",
+            queued,
+            first,
+            last,
+            extra={"step": "queued", "count": queued},
+        )
+    if queued < len(items):
+        repeats = len(items) - queued
+        log.info(
+            "🧹 Already queued: %d files [seq: %d..%d]",
+            repeats,
+            first,
+            last,
+            extra={"step": "already-queued", "count": repeats},
         )
 
 

@@ -1,12 +1,14 @@
 """The notification-service: tells the user a file went to the trash, and until when.
 
 Message filter: its durable reads `files.trashed` only. One notification per trash event,
-however often it is delivered.
+however often it is delivered. A fetched batch is stored with one statement (`handle_batch`)
+and logged in one line per outcome; a batch of one is logged as the single event it is.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC
 
 import asyncpg
@@ -14,7 +16,7 @@ import asyncpg
 from generated.consumers import NOTIFICATION_SERVICE, NotificationServiceHandler
 from generated.models import FilePlacedInTrashEvent
 from handwritten.filetrash.db import MIGRATIONS, queries
-from handwritten.runtime.contract import Delivery
+from handwritten.runtime.contract import BatchResult, Delivery
 from handwritten.runtime.logging import short_id
 from handwritten.runtime.registry import Service, ServiceResources
 
@@ -48,16 +50,70 @@ class NotificationService:
         )
         if added:
             self.notified += 1
+        _log_notified(event, delivery, message, added)
+
+    async def handle_batch(
+        self, items: Sequence[tuple[FilePlacedInTrashEvent, Delivery]]
+    ) -> BatchResult:
+        """A notification for every trash event of the batch, in one statement."""
+        notes = [
+            queries.Notification(
+                event_id=event.event_id,
+                user_id=event.data.user_id,
+                trash_id=event.data.trash_id,
+                message=notification_text(event),
+            )
+            for event, _ in items
+        ]
+        added = await queries.add_notifications(self._pool, notes)
+        self.notified += len(added)
+        if len(items) == 1:
+            event, delivery = items[0]
+            _log_notified(event, delivery, notes[0].message, event.event_id in added)
+        else:
+            _log_notified_batch(items, len(added))
+        return BatchResult()
+
+
+def _log_notified(
+    event: FilePlacedInTrashEvent, delivery: Delivery, message: str, added: bool
+) -> None:
+    log.info(
+        "🔔 %s user %s: %s [seq: %d]",
+        "Notified" if added else "Already notified",
+        short_id(event.data.user_id),
+        message,
+        delivery.stream_seq,
+        extra={
+            "step": "notified" if added else "already-notified",
+            "event_id": str(event.event_id),
+        },
+    )
+
+
+def _log_notified_batch(
+    items: Sequence[tuple[FilePlacedInTrashEvent, Delivery]], added: int
+) -> None:
+    sequences = [delivery.stream_seq for _, delivery in items]
+    users = len({event.data.user_id for event, _ in items})
+    first, last = min(sequences), max(sequences)
+    if added:
         log.info(
-            "🔔 %s user %s: %s [seq: %d]",
-            "Notified" if added else "Already notified",
-            short_id(event.data.user_id),
-            message,
-            delivery.stream_seq,
-            extra={
-                "step": "notified" if added else "already-notified",
-                "event_id": str(event.event_id),
-            },
+            "🔔 Notified users of %d files in the trash (%d users) [seq: %d..%d]",
+            added,
+            users,
+            first,
+            last,
+            extra={"step": "notified", "count": added},
+        )
+    if added < len(items):
+        repeats = len(items) - added
+        log.info(
+            "🔔 Already notified: %d trash events [seq: %d..%d]",
+            repeats,
+            first,
+            last,
+            extra={"step": "already-notified", "count": repeats},
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -73,6 +73,25 @@ class NewTrashEntry:
     original_event_id: UUID
     traceparent: str | None = None
 
+    def stored(self, stored_at: datetime) -> TrashRow:
+        """The row this entry became when inserted at `stored_at` (no trash event yet), its
+        timestamps in UTC as PostgreSQL returns them, so that it equals the row read back."""
+        return TrashRow(
+            id=self.id,
+            file_id=self.file_id,
+            file_name=self.file_name,
+            file_path=self.file_path,
+            file_size=self.file_size,
+            mime_type=self.mime_type,
+            user_id=self.user_id,
+            trashed_at=self.trashed_at.astimezone(UTC),
+            expires_at=self.expires_at.astimezone(UTC),
+            original_event_id=self.original_event_id,
+            stored_at=stored_at,
+            trash_event_seq=None,
+            traceparent=self.traceparent,
+        )
+
 
 async def store_trashed_file(conn: Connection, entry: NewTrashEntry) -> tuple[TrashRow, bool]:
     """The row for `entry.original_event_id`, inserted now (True) or found from before (False).
@@ -133,7 +152,7 @@ async def store_trashed_files(
         first.setdefault(entry.original_event_id, entry)
     batch = sorted(first.values(), key=lambda e: e.original_event_id)
     records = await conn.fetch(
-        f"""
+        """
         INSERT INTO trashed_files (id, file_id, file_name, file_path, file_size, mime_type,
                                    user_id, trashed_at, expires_at, original_event_id,
                                    traceparent)
@@ -141,7 +160,7 @@ async def store_trashed_files(
                              $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
                              $10::uuid[], $11::text[])
         ON CONFLICT (original_event_id) DO NOTHING
-        RETURNING {_TRASH_COLUMNS}
+        RETURNING original_event_id, stored_at
         """,
         [e.id for e in batch],
         [e.file_id for e in batch],
@@ -155,7 +174,8 @@ async def store_trashed_files(
         [e.original_event_id for e in batch],
         [e.traceparent for e in batch],
     )
-    inserted = {row.original_event_id: row for row in map(TrashRow.from_record, records)}
+    # An inserted row is the entry as given plus the two columns PostgreSQL filled in.
+    inserted = {key: first[key].stored(stored_at) for key, stored_at in records}
     found: dict[UUID, TrashRow] = {}
     missing = [e.original_event_id for e in batch if e.original_event_id not in inserted]
     if missing:
@@ -200,15 +220,22 @@ async def mark_trash_events_published(
     conn: Connection, published: Sequence[tuple[UUID, int]]
 ) -> None:
     """`mark_trash_event_published` for a whole batch of (trash id, sequence), in one
-    statement; rows locked in id order, as every batch does."""
+    statement; rows locked in id order, as every batch does.
+
+    The rows are found through the primary key (`id = ANY(...)`), whatever the planner thinks
+    of the table's size: a join against `unnest(...)` was planned as a hash join over a
+    sequential scan of the whole table while its statistics were stale (a fresh or fast
+    growing table), so every batch read every row. Each row's sequence is looked up by its
+    position in the id array (a batch is a few hundred ids at most).
+    """
     if not published:
         return
     ordered = sorted(published)
     await conn.execute(
         """
-        UPDATE trashed_files AS t SET trash_event_seq = u.seq
-        FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)
-        WHERE t.id = u.id AND t.trash_event_seq IS NULL
+        UPDATE trashed_files
+        SET trash_event_seq = ($2::bigint[])[array_position($1::uuid[], id)]
+        WHERE id = ANY($1::uuid[]) AND trash_event_seq IS NULL
         """,
         [trash_id for trash_id, _ in ordered],
         [seq for _, seq in ordered],
@@ -268,6 +295,45 @@ async def append_audit_entry(
     return _affected(status) == 1
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of `audit_log`; `payload` is the event as JSON text."""
+
+    event_id: UUID
+    event_type: str
+    user_id: str
+    subject: str
+    stream: str
+    stream_seq: int
+    payload: str
+
+
+async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> set[UUID]:
+    """`append_audit_entry` for a batch, in one statement: the event ids added now (the
+    others were there before, or twice in the batch). Rows go in in event id order, so that
+    two overlapping batches wait for each other instead of deadlocking."""
+    batch = sorted({e.event_id: e for e in reversed(entries)}.values(), key=lambda e: e.event_id)
+    if not batch:
+        return set()
+    records = await conn.fetch(
+        """
+        INSERT INTO audit_log (event_id, event_type, user_id, subject, stream, stream_seq, payload)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::bigint[], $7::jsonb[])
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING event_id
+        """,
+        [e.event_id for e in batch],
+        [e.event_type for e in batch],
+        [e.user_id for e in batch],
+        [e.subject for e in batch],
+        [e.stream for e in batch],
+        [e.stream_seq for e in batch],
+        [e.payload for e in batch],
+    )
+    return {record[0] for record in records}
+
+
 # --- analytics ----------------------------------------------------------------------------
 
 
@@ -321,6 +387,80 @@ async def count_event(
 
 
 @dataclass(frozen=True, slots=True)
+class CountedEvent:
+    """One event for the analytics counters."""
+
+    event_id: UUID
+    event_type: str
+    user_id: str
+    stream_seq: int
+    bytes_trashed: int
+
+
+async def count_events(conn: Connection, events: Sequence[CountedEvent]) -> set[UUID]:
+    """`count_event` for a batch: the ids of the events counted now (the others were counted
+    before, or are twice in the batch).
+
+    Call it inside a transaction. Three statements, each for the whole batch: the processed
+    event rows, then the per-type counters, then the per-user counters, each in key order, so
+    that concurrent batches lock the counters in one order and never deadlock."""
+    batch = sorted({e.event_id: e for e in reversed(events)}.values(), key=lambda e: e.event_id)
+    if not batch:
+        return set()
+    records = await conn.fetch(
+        """
+        INSERT INTO analytics_processed_events (event_id, event_type, user_id, stream_seq)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING event_id
+        """,
+        [e.event_id for e in batch],
+        [e.event_type for e in batch],
+        [e.user_id for e in batch],
+        [e.stream_seq for e in batch],
+    )
+    counted = {record[0] for record in records}
+    by_type: dict[str, list[int]] = {}
+    by_user: dict[tuple[str, str], list[int]] = {}
+    for e in batch:
+        if e.event_id in counted:
+            for total in (
+                by_type.setdefault(e.event_type, [0, 0]),
+                by_user.setdefault((e.user_id, e.event_type), [0, 0]),
+            ):
+                total[0] += 1
+                total[1] += e.bytes_trashed
+    if not counted:
+        return counted
+    types = sorted(by_type)
+    await conn.execute(
+        """
+        INSERT INTO analytics_event_counts AS c (event_type, events, bytes)
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+        ON CONFLICT (event_type)
+        DO UPDATE SET events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes
+        """,
+        types,
+        [by_type[t][0] for t in types],
+        [by_type[t][1] for t in types],
+    )
+    users = sorted(by_user)
+    await conn.execute(
+        """
+        INSERT INTO analytics_user_counts AS c (user_id, event_type, events, bytes)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+        ON CONFLICT (user_id, event_type)
+        DO UPDATE SET events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes
+        """,
+        [user for user, _ in users],
+        [event_type for _, event_type in users],
+        [by_user[u][0] for u in users],
+        [by_user[u][1] for u in users],
+    )
+    return counted
+
+
+@dataclass(frozen=True, slots=True)
 class TypeCount:
     event_type: str
     events: int
@@ -362,6 +502,39 @@ async def enqueue_cleanup(
     return _affected(status) == 1
 
 
+@dataclass(frozen=True, slots=True)
+class CleanupEntry:
+    """One row of `cleanup_queue`."""
+
+    event_id: UUID
+    file_id: UUID
+    user_id: str
+    file_path: str
+    file_size: int
+
+
+async def enqueue_cleanups(conn: Connection, entries: Sequence[CleanupEntry]) -> set[UUID]:
+    """`enqueue_cleanup` for a batch, in one statement (rows in event id order): the event
+    ids queued now."""
+    batch = sorted({e.event_id: e for e in reversed(entries)}.values(), key=lambda e: e.event_id)
+    if not batch:
+        return set()
+    records = await conn.fetch(
+        """
+        INSERT INTO cleanup_queue (event_id, file_id, user_id, file_path, file_size)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[])
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING event_id
+        """,
+        [e.event_id for e in batch],
+        [e.file_id for e in batch],
+        [e.user_id for e in batch],
+        [e.file_path for e in batch],
+        [e.file_size for e in batch],
+    )
+    return {record[0] for record in records}
+
+
 # --- user_notifications -------------------------------------------------------------------
 
 
@@ -381,6 +554,37 @@ async def add_notification(
         message,
     )
     return _affected(status) == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One row of `user_notifications`."""
+
+    event_id: UUID
+    user_id: str
+    trash_id: UUID
+    message: str
+
+
+async def add_notifications(conn: Connection, notes: Sequence[Notification]) -> set[UUID]:
+    """`add_notification` for a batch, in one statement (rows in event id order): the event
+    ids whose notification was stored now."""
+    batch = sorted({n.event_id: n for n in reversed(notes)}.values(), key=lambda n: n.event_id)
+    if not batch:
+        return set()
+    records = await conn.fetch(
+        """
+        INSERT INTO user_notifications (event_id, user_id, trash_id, message)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[])
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING event_id
+        """,
+        [n.event_id for n in batch],
+        [n.user_id for n in batch],
+        [n.trash_id for n in batch],
+        [n.message for n in batch],
+    )
+    return {record[0] for record in records}
 
 
 # --- reconciliation (demo and tests) -------------------------------------------------------
