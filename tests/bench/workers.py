@@ -6,10 +6,11 @@
   time — insert the row, publish the trash event and wait for its PubAck, ack. It is given
   batched fetches (so the pull is not what holds it back); only the processing is serial.
 
-Both bind to the trash-processor durable the harness provisioned, print `ready` on stderr
+Both bind to the trash-processor durable the harness provisioned (the ceiling to any
+durable given with --durable), print `ready` on stderr
 once they pull, and stop on SIGTERM:
 
-    python -m tests.bench.workers ceiling NATS_URL [--batch 256]
+    python -m tests.bench.workers ceiling NATS_URL [--batch 256] [--durable trash-processor]
     python -m tests.bench.workers naive NATS_URL DATABASE_URL [--batch 64]
 """
 
@@ -64,11 +65,11 @@ async def _pull(
         return []
 
 
-async def ceiling(nats_url: str, batch: int) -> int:
+async def ceiling(nats_url: str, batch: int, durable: str = DURABLE) -> int:
     stop = _stop_on_sigterm()
     nc = await nats.connect(nats_url, name="bench ceiling")
     js = nc.jetstream()
-    sub = await js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
+    sub = await js.pull_subscribe_bind(durable=durable, stream=STREAM)
     print("ready", file=sys.stderr, flush=True)
     acked = 0
     while not stop.is_set():
@@ -145,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     top = kinds.add_parser("ceiling", help="fetch in batches and ack, nothing else")
     top.add_argument("nats_url")
     top.add_argument("--batch", type=int, default=256)
+    top.add_argument("--durable", default=DURABLE, help="the durable to drain")
     article = kinds.add_parser("naive", help="one message at a time: insert, publish, ack")
     article.add_argument("nats_url")
     article.add_argument("database_url")
     article.add_argument("--batch", type=int, default=64)
     args = parser.parse_args(argv)
     if args.kind == "ceiling":
-        return asyncio.run(ceiling(args.nats_url, args.batch))
+        return asyncio.run(ceiling(args.nats_url, args.batch, args.durable))
     return asyncio.run(naive(args.nats_url, args.database_url, args.batch))
 
 
