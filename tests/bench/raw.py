@@ -292,10 +292,6 @@ def _read_deletion(event: dict[str, Any], msg: Msg) -> tuple[Any, ...]:
     )
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 async def store_trash(conn: asyncpg.Connection, replies: Replies, rows: list[Any]) -> set[int]:
     first: dict[str, tuple[Any, ...]] = {}
     for row in rows:
@@ -317,21 +313,21 @@ async def store_trash(conn: asyncpg.Connection, replies: Replies, rows: list[Any
         event = {
             "eventId": trash_event_id,
             "eventType": "FilePlacedInTrashEvent",
-            "timestamp": _iso(record["stored_at"]),
+            "timestamp": record["stored_at"].isoformat(),
             "data": {
                 "trashId": row[0],
                 "fileId": row[1],
                 "fileName": row[2],
                 "userId": row[6],
-                "trashedAt": _iso(row[7]),
-                "expiresAt": _iso(row[8]),
+                "trashedAt": row[7].isoformat(),
+                "expiresAt": row[8].isoformat(),
                 "originalEventId": oid,
             },
         }
         headers = {"Nats-Msg-Id": trash_event_id}
         if row[10]:
             headers["traceparent"] = row[10]
-        sends.append((TRASHED_SUBJECT, json.dumps(event, separators=(",", ":")).encode(), headers))
+        sends.append((TRASHED_SUBJECT, json.dumps(event).encode(), headers))
         unsent.append(oid)
     answers = await replies.ask(sends, CONFIRM_TIMEOUT)
     marked: list[tuple[str, int]] = []
@@ -636,8 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("service", choices=sorted(WORK))
     parser.add_argument("nats_url")
     parser.add_argument("database_url")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args(argv)
     return asyncio.run(
         serve(args.service, args.nats_url, args.database_url, args.batch, args.concurrency)
