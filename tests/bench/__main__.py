@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from tests.bench.harness import (
     scenarios,
     temporary_work_dir,
 )
-from tests.bench.machine import describe
+from tests.bench.machine import describe, load_average
 from tests.bench.report import Results, markdown
 from tests.bench.services import CONTENDERS, EXTRA_CONTENDERS, SERVICES
 
@@ -66,6 +67,7 @@ async def run(options: Options, work_dir: Path) -> Results:
                     seed=options.seed + 1,
                     say=_say,
                 )
+            results.load_after = load_average()
     if "generation" in wanted:
         _say("timing the generator")
         results.generation = generation.measure(
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.profile_dir is not None:
         options.profile_dir.mkdir(parents=True, exist_ok=True)
     work_dir = temporary_work_dir()
+    # SIGTERM as Ctrl-C: the servers and the contenders are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         results = asyncio.run(run(options, work_dir))
     except BenchFailed as error:

@@ -46,8 +46,14 @@ from tests.bench.raw import (
 NAMESPACE = UUID("d485e81c-bb5b-5936-b9e2-e15401e87b48")
 RETENTION = timedelta(days=30)
 STREAM = JStream("FILE_EVENTS", declare=False)
-PULL_TIMEOUT = 0.05
-"""Seconds to fill a batch: short, so the last partial batch of a burst is not held long."""
+PULL_TIMEOUT = 0.5
+"""Seconds to fill a batch (FastStream's default is 5): the last partial batch of a burst
+waits this long. Not shorter: FastStream 0.7.8's pull loop catches nats-py's
+`nats.errors.TimeoutError`, but nats-py 2.16 raises the builtin `TimeoutError` when a fetch's
+time runs out right after its no-wait probe; the loop task dies (FastStream's supervisor
+restarts it) and the messages it had fetched wait out the ack wait (30 s). The shorter the
+timeout, the more often that happens (0.05 s: several times in a 20,000-event run on a busy
+machine)."""
 
 
 # --- the payloads ------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class Results:
     latency: LatencyResult | None = None
     generation: list[GenerationTiming] = field(default_factory=list)
     generation_fit: LinearFit | None = None
+    load_after: str = ""
 
     def services(self) -> list[str]:
         return list(dict.fromkeys(t.service for t in self.throughput))
@@ -223,6 +224,7 @@ class Results:
             }
         return {
             "machine": self.machine.as_dict() if self.machine else None,
+            "load_after": self.load_after,
             "options": self.options,
             "throughput": [t.as_dict() for t in self.throughput],
             "services": services,
@@ -353,7 +355,13 @@ def markdown(results: Results) -> str:
             f"{m.cpu}, {m.cores} cores, {m.ram_gib:g} GiB RAM; {m.os}; Python {m.python}; "
             f"nats-server {m.nats_server}; PostgreSQL {m.postgresql} (fsync on); nats-py "
             f"{m.nats_py}, asyncpg {m.asyncpg}, pydantic {m.pydantic}; {m.date}. "
-            "Servers, workers and harness share the machine.",
+            "Servers, workers and harness share the machine"
+            + (
+                f"; load average {m.load} (1, 5, 15 min) when the bench began, "
+                f"{results.load_after} at its end."
+                if m.load and results.load_after
+                else "."
+            ),
             "",
         ]
     return "\n".join(out)
