@@ -214,7 +214,8 @@ DESCRIPTIONS = {
     "faststream": "idiomatic FastStream 0.7 app: own Pydantic models, batch pull subscriber, "
     "manual confirmed acks after the row and the PubAck (tests/bench/faststream_app.py)",
     "filetrash": "`filetrash run SERVICE` as shipped (one process)",
-    "naive": "the article's loop (nats-py + asyncpg): per message insert, await publish, ack",
+    "naive": "the article's loop (nats-py + asyncpg): per message insert, await publish, "
+    "record its sequence, ack",
     "filetrash ×2": "two competing `filetrash run SERVICE` processes",
 }
 

@@ -3,7 +3,8 @@
 - `ceiling`: a raw nats-py pull consumer that fetches in batches and acks, nothing else: no
   decoding, no database. No consumer of this durable can be faster.
 - `naive`: the article's loop, written directly with nats-py and asyncpg: one message at a
-  time — insert the row, publish the trash event and wait for its PubAck, ack. It is given
+  time — insert the row, publish the trash event and wait for its PubAck, record its
+  sequence in the row (as filetrash does), ack. It is given
   batched fetches (so the pull is not what holds it back); only the processing is serial.
 
 Both bind to the trash-processor durable the harness provisioned (the ceiling to any
@@ -44,6 +45,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (original_event_id) DO NOTHING
 RETURNING stored_at
 """
+MARK = "UPDATE trashed_files SET trash_event_seq = $2 WHERE id = $1 AND trash_event_seq IS NULL"
 
 
 def _stop_on_sigterm() -> asyncio.Event:
@@ -126,11 +128,12 @@ async def naive(nats_url: str, database_url: str, batch: int) -> int:
                     "originalEventId": str(event_id),
                 },
             }
-            await js.publish(
+            pub_ack = await js.publish(
                 TRASHED_SUBJECT,
                 json.dumps(trash_event).encode(),
                 headers={"Nats-Msg-Id": trash_event_id},
             )
+            await conn.execute(MARK, trash_id, pub_ack.seq)
             await msg.ack()
             handled += 1
     await conn.close()
