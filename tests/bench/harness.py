@@ -44,6 +44,7 @@ from nats.js import JetStreamContext
 from generated.topology import CONSUMERS, STREAMS
 from handwritten.filetrash.db import MIGRATIONS
 from handwritten.filetrash.publisher import DeletionSimulator
+from handwritten.runtime.errors import ProvisioningFailed
 from handwritten.runtime.migrate import migrate
 from handwritten.runtime.provision import provision
 from tests.bench.machine import cpu_seconds, peak_rss_mib, process_tree_cpu
@@ -311,7 +312,16 @@ class Bench:
             # FILE_EVENTS keeps a message only while a durable needs it (interest retention):
             # the notification-service durable, never read here, keeps the trash events.
             durables["notification-service"] = CONSUMERS["notification-service"]
-        await provision(self.js, STREAMS, durables, apply=True)
+        # nats-server removes a deleted stream's store in the background: creating the same
+        # stream at once is now and then refused (10049, "error creating store"); retried.
+        for attempt in range(50):
+            try:
+                await provision(self.js, STREAMS, durables, apply=True)
+                break
+            except ProvisioningFailed as error:
+                if "10049" not in str(error) or attempt == 49:
+                    raise BenchFailed(f"provisioning the bench's streams: {error}") from error
+                await asyncio.sleep(0.1)
         await self.pool.execute(f"TRUNCATE {', '.join(service.tables)}")
         await self.pool.execute("CHECKPOINT")
 
