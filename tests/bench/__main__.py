@@ -1,9 +1,11 @@
-"""`just bench`: filetrash against the ceiling and the naive loop, on this machine.
+"""`just bench`: each filetrash service against a hand-tuned raw pipeline, an idiomatic
+FastStream app and the ceiling, on this machine; then latency and generation.
 
-    python -m tests.bench [--n 20000] [--latency-seconds 20] [--rate 1000] [--only ...]
+    python -m tests.bench [--n 20000] [--n-others 5000] [--rounds 3]
+                          [--service trash-processor ...] [--contender raw ...] [--only ...]
 
 Prints a Markdown report and writes it, with the raw figures as JSON, to bench-results/.
-The benchmark measures the filetrash app's trash-processor: it goes with handwritten/filetrash/
+The benchmark measures the filetrash app's services: it goes with handwritten/filetrash/
 and tests/app/ when the app is deleted.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -22,13 +25,13 @@ from tests.bench.harness import (
     Options,
     Profiler,
     bench_servers,
-    deletions,
     remove,
     scenarios,
     temporary_work_dir,
 )
-from tests.bench.machine import describe
+from tests.bench.machine import describe, load_average
 from tests.bench.report import Results, markdown
+from tests.bench.services import CONTENDERS, EXTRA_CONTENDERS, SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("throughput", "latency", "generation")
@@ -42,6 +45,9 @@ async def run(options: Options, work_dir: Path) -> Results:
     results = Results(
         options={
             "n": options.n,
+            "n_others": options.n_others,
+            "services": list(options.services),
+            "contenders": list(options.contenders),
             "latency_rate": options.latency_rate,
             "latency_seconds": options.latency_seconds,
             "seed": options.seed,
@@ -61,6 +67,7 @@ async def run(options: Options, work_dir: Path) -> Results:
                     seed=options.seed + 1,
                     say=_say,
                 )
+            results.load_after = load_average()
     if "generation" in wanted:
         _say("timing the generator")
         results.generation = generation.measure(
@@ -71,23 +78,48 @@ async def run(options: Options, work_dir: Path) -> Results:
 
 
 async def _throughput(bench: Bench, options: Options, results: Results) -> None:
-    payloads = deletions(options.n, options.seed)
+    """Rounds interleaved: every round runs every service's contenders in turn, on the same
+    pre-built events, so a slow spell of the machine touches them all alike."""
     if options.profile_dir is not None:
         bench.profiler = Profiler(options.profile_dir)
-    chosen = [
-        scenario
-        for scenario in scenarios(bench.nats_url, bench.database_url)
-        if not options.scenarios or scenario.name in options.scenarios
-    ]
+    events = {
+        service: SERVICES[service].events(options.n_for(service), options.seed)
+        for service in options.services
+    }
     for round_ in range(1, options.rounds + 1):
-        for scenario in chosen:
-            _say(f"{scenario.name} (round {round_} of {options.rounds}): {scenario.description}")
-            results.throughput.append(await bench.throughput(scenario, payloads, say=_say))
+        for service in options.services:
+            for scenario in scenarios(
+                bench.nats_url, bench.database_url, service, options.contenders
+            ):
+                _say(
+                    f"{service} / {scenario.name} (round {round_} of {options.rounds}): "
+                    f"{scenario.description}"
+                )
+                results.throughput.append(
+                    await bench.throughput(scenario, events[service], say=_say, round_=round_)
+                )
+
+
+def _names(values: list[str], known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """Comma-separated or repeated names, each checked; all of `known` when none given."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
+    return tuple(dict.fromkeys(names)) if names else ()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
-    parser.add_argument("--n", type=int, default=20_000, help="deletions per throughput run")
+    parser.add_argument(
+        "--n", type=int, default=20_000, help="events per throughput run of the trash-processor"
+    )
+    parser.add_argument(
+        "--n-others",
+        type=int,
+        default=5_000,
+        help="events per throughput run of each other service",
+    )
     parser.add_argument("--rate", type=float, default=1000.0, help="latency: deletions per second")
     parser.add_argument(
         "--latency-seconds", type=float, default=20.0, help="latency: how long to publish"
@@ -96,18 +128,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="run the throughput scenarios in turn this many times; the median run counts",
+        default=3,
+        help="run the throughput contenders in turn this many times; medians are reported",
     )
     parser.add_argument(
         "--only", action="append", choices=PARTS, default=[], help="run only this part"
     )
     parser.add_argument(
-        "--scenario",
+        "--service",
+        "--services",
+        dest="services",
         action="append",
         default=[],
-        choices=("ceiling", "naive", "filetrash", "filetrash ×2"),
-        help="throughput: run only this scenario (repeatable)",
+        help=f"throughput: only these services (repeatable or comma-separated; {', '.join(SERVICES)})",
+    )
+    parser.add_argument(
+        "--contender",
+        "--scenario",
+        dest="contenders",
+        action="append",
+        default=[],
+        help=(
+            f"throughput: only these contenders (repeatable or comma-separated; default "
+            f"{', '.join(CONTENDERS)}; also {', '.join(EXTRA_CONTENDERS)} for the trash-processor)"
+        ),
     )
     parser.add_argument(
         "--generation-sizes", default="50,100,200", help="channels of the synthetic specs"
@@ -123,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
     args = parser.parse_args(argv)
 
+    services = _names(args.services, tuple(SERVICES), "service") or tuple(SERVICES)
+    contenders = _names(args.contenders, CONTENDERS + EXTRA_CONTENDERS, "contender") or CONTENDERS
     options = Options(
         n=args.n,
+        n_others=args.n_others,
         latency_rate=args.rate,
         latency_seconds=args.latency_seconds,
         seed=args.seed,
@@ -132,12 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         generation_sizes=tuple(int(s) for s in args.generation_sizes.split(",") if s),
         generation_repeats=args.generation_repeats,
         only=frozenset(args.only),
-        scenarios=frozenset(args.scenario),
+        services=services,
+        contenders=contenders,
         profile_dir=args.profile.resolve() if args.profile else None,
     )
     if options.profile_dir is not None:
         options.profile_dir.mkdir(parents=True, exist_ok=True)
     work_dir = temporary_work_dir()
+    # SIGTERM as Ctrl-C: the servers and the contenders are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         results = asyncio.run(run(options, work_dir))
     except BenchFailed as error:

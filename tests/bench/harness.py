@@ -1,12 +1,14 @@
 """The benchmark: real nats-server and PostgreSQL, each scenario run back to back on them.
 
-Throughput: N deletions are published before anything consumes them, the trash-processor
-durable is paused, the workers start and begin pulling, and the clock runs from the first
-delivery (the consumer's `delivered` moves) to the moment the durable has nothing pending
-and nothing unacknowledged. A worker acks a deletion only after its row is committed and
-its trash event acknowledged by JetStream, so that is also the last row and the last trash
-event. Every worker is a process of its own and measured by the same outside clock, a
-consumer-info poll every few milliseconds, so the ratios compare like with like.
+Throughput, per service (`tests/bench/services.py`): N events are published before anything
+consumes them, the service's durable is paused, the contender's processes start and begin
+pulling, and the clock runs from the first delivery (the consumer's `delivered` moves) to the
+moment the durable has nothing pending and nothing unacknowledged. Every contender acks an
+event only after its work is committed (and, for the trash-processor, its trash event
+acknowledged by JetStream), so that is also the last row and the last trash event; the
+harness then counts what each did. Every contender is a process of its own and measured by
+the same outside clock, a consumer-info poll every few milliseconds, so the ratios compare
+like with like.
 
 Latency: one trash-processor, deletions published at a steady rate; for each, the time from
 its publish to its row's `stored_at` (PostgreSQL's clock_timestamp() at the insert) and to
@@ -42,9 +44,11 @@ from nats.js import JetStreamContext
 from generated.topology import CONSUMERS, STREAMS
 from handwritten.filetrash.db import MIGRATIONS
 from handwritten.filetrash.publisher import DeletionSimulator
+from handwritten.runtime.errors import ProvisioningFailed
 from handwritten.runtime.migrate import migrate
 from handwritten.runtime.provision import provision
 from tests.bench.machine import cpu_seconds, peak_rss_mib, process_tree_cpu
+from tests.bench.services import SERVICES, BenchService, Event
 from tests.support.servers import NatsServer, PostgresServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,8 +83,11 @@ class DurablePostgres(PostgresServer):
 
 @dataclass
 class ThroughputResult:
+    service: str
     scenario: str
+    """The contender: ceiling, raw, faststream, filetrash (naive, filetrash ×2)."""
     description: str
+    round: int
     events: int
     seconds: float
     processes: int
@@ -88,12 +95,15 @@ class ThroughputResult:
     cpu_nats: float
     cpu_postgres: float
     peak_rss_mib: list[float]
-    rows: int | None
-    trash_events: int | None
+    work: dict[str, int]
+    """What the harness counted after the run (rows, trash events, ...); each must be N."""
 
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def us_per_event(self, cpu: float) -> float:
+        return cpu / self.events * 1e6 if self.events else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "events_per_second": round(self.events_per_second)}
@@ -188,43 +198,48 @@ async def wait_ready(workers: Sequence[Worker], timeout: float = 60.0) -> None:
 
 @dataclass
 class Scenario:
-    """A throughput scenario: the worker processes to start, and whether they write rows."""
+    """A contender on one service: the processes to start, and whether they do the work
+    (the ceiling only acks)."""
 
+    service: str
     name: str
     description: str
     commands: list[list[str]]
     writes_rows: bool
 
 
-def scenarios(nats_url: str, database_url: str) -> list[Scenario]:
-    python = sys.executable
-    service = [python, "-m", "handwritten.cli", "run", "trash-processor"]
-    return [
-        Scenario(
-            "ceiling",
-            "raw nats-py pull consumer: fetch 256 at a time, ack; no decoding, no database",
-            [[python, "-m", "tests.bench.workers", "ceiling", nats_url]],
-            writes_rows=False,
-        ),
-        Scenario(
-            "naive",
-            "the article's loop (nats-py + asyncpg): per message insert, await publish, ack",
-            [[python, "-m", "tests.bench.workers", "naive", nats_url, database_url]],
-            writes_rows=True,
-        ),
-        Scenario(
-            "filetrash",
-            "`filetrash run trash-processor` as shipped (one process)",
-            [service],
-            writes_rows=True,
-        ),
-        Scenario(
-            "filetrash ×2",
-            "two competing `filetrash run trash-processor` processes",
-            [service, service],
-            writes_rows=True,
-        ),
-    ]
+DESCRIPTIONS = {
+    "ceiling": "raw nats-py pull consumer: fetch 256 at a time, ack; no decoding, no database",
+    "raw": "hand-tuned nats-py + asyncpg pipeline, same guarantees, no validation, no framework "
+    "(tests/bench/raw.py)",
+    "faststream": "idiomatic FastStream 0.7 app: own Pydantic models, batch pull subscriber, "
+    "manual confirmed acks after the row and the PubAck (tests/bench/faststream_app.py)",
+    "filetrash": "`filetrash run SERVICE` as shipped (one process)",
+    "naive": "the article's loop (nats-py + asyncpg): per message insert, await publish, "
+    "record its sequence, ack",
+    "filetrash ×2": "two competing `filetrash run SERVICE` processes",
+}
+
+
+def scenarios(
+    nats_url: str, database_url: str, service: str, contenders: Sequence[str]
+) -> list[Scenario]:
+    bench_service = SERVICES[service]
+    out = []
+    for contender in contenders:
+        commands = bench_service.commands(contender, nats_url, database_url)
+        if commands is None:
+            continue
+        out.append(
+            Scenario(
+                service,
+                contender,
+                DESCRIPTIONS[contender].replace("SERVICE", service),
+                commands,
+                writes_rows=contender != "ceiling",
+            )
+        )
+    return out
 
 
 class Profiler:
@@ -285,45 +300,63 @@ class Bench:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         return env
 
-    async def reset(self) -> None:
-        """Empty streams (with fresh duplicate windows), the trash-processor durable (and one
-        that keeps the trash events),
-        an empty trashed_files, and a checkpoint so none falls into the next timed run."""
+    async def reset(self, service: BenchService = SERVICES[DURABLE]) -> None:
+        """Empty streams (with fresh duplicate windows), the service's durable (and, for the
+        trash-processor, one that keeps the trash events), its tables emptied, and a
+        checkpoint so none of that falls into the next timed run."""
         for name in STREAMS:
             with contextlib.suppress(Exception):
                 await self.js.delete_stream(name)
-        # FILE_EVENTS keeps a message only while a durable needs it (interest retention): the
-        # notification-service durable, never read here, keeps the trash events to be counted.
-        keep = "notification-service"
-        await provision(
-            self.js, STREAMS, {DURABLE: CONSUMERS[DURABLE], keep: CONSUMERS[keep]}, apply=True
-        )
-        await self.pool.execute("TRUNCATE trashed_files")
+        durables = {service.durable: CONSUMERS[service.durable]}
+        if service.keep_trash_events:
+            # FILE_EVENTS keeps a message only while a durable needs it (interest retention):
+            # the notification-service durable, never read here, keeps the trash events.
+            durables["notification-service"] = CONSUMERS["notification-service"]
+        # nats-server removes a deleted stream's store in the background: creating the same
+        # stream at once is now and then refused (10049, "error creating store"); retried.
+        for attempt in range(50):
+            try:
+                await provision(self.js, STREAMS, durables, apply=True)
+                break
+            except ProvisioningFailed as error:
+                if "10049" not in str(error) or attempt == 49:
+                    raise BenchFailed(f"provisioning the bench's streams: {error}") from error
+                await asyncio.sleep(0.1)
+        await self.pool.execute(f"TRUNCATE {', '.join(service.tables)}")
         await self.pool.execute("CHECKPOINT")
 
-    async def publish(self, payloads: Sequence[tuple[str, bytes]]) -> None:
-        """Publish deletions as fast as JetStream takes them, waiting for every PubAck."""
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Publish events as fast as JetStream takes them, waiting for every PubAck."""
         window = 2000
-        for start in range(0, len(payloads), window):
+        for start in range(0, len(events), window):
             futures = [
-                await self.js.publish_async(
-                    DELETED_SUBJECT, payload, headers={"Nats-Msg-Id": event_id}
-                )
-                for event_id, payload in payloads[start : start + window]
+                await self.js.publish_async(subject, payload, headers={"Nats-Msg-Id": msg_id})
+                for subject, msg_id, payload in events[start : start + window]
             ]
             await asyncio.wait_for(asyncio.gather(*futures), 60)
 
-    async def _progress(self) -> tuple[int, int, int, int]:
-        info = await self.js.consumer_info(STREAM, DURABLE)
+    async def _progress(self, durable: str = DURABLE) -> tuple[int, int, int, int]:
+        info = await self.js.consumer_info(STREAM, durable)
         delivered = info.delivered.stream_seq if info.delivered else 0
         acked = info.ack_floor.stream_seq if info.ack_floor else 0
         return delivered, acked, info.num_pending or 0, info.num_ack_pending or 0
 
     async def counts(self) -> tuple[int, int]:
         rows = await self.pool.fetchval("SELECT count(*) FROM trashed_files")
+        return int(rows), await self.trash_events()
+
+    async def trash_events(self) -> int:
         info = await self.js.stream_info(STREAM, subjects_filter=TRASHED_SUBJECT)
-        trash_events = (info.state.subjects or {}).get(TRASHED_SUBJECT, 0)
-        return int(rows), int(trash_events)
+        return int((info.state.subjects or {}).get(TRASHED_SUBJECT, 0))
+
+    async def work_done(self, service: BenchService) -> dict[str, int]:
+        """What the service's checks count, and the trash events kept, after a run."""
+        work = {name: int(await self.pool.fetchval(sql)) for name, sql in service.checks.items()}
+        if service.keep_trash_events:
+            work["trash events"] = await self.trash_events()
+        _, _, pending, ack_pending = await self._progress(service.durable)
+        work["pending + unacked"] = pending + ack_pending
+        return work
 
     def _server_cpu(self) -> tuple[float, float]:
         nats_cpu = cpu_seconds(self.nats_pid) if self.nats_pid else 0.0
@@ -333,16 +366,18 @@ class Bench:
     async def throughput(
         self,
         scenario: Scenario,
-        payloads: Sequence[tuple[str, bytes]],
+        events: Sequence[Event],
         *,
         say: Callable[[str], None],
+        round_: int = 1,
     ) -> ThroughputResult:
-        n = len(payloads)
-        await self.reset()
-        await self.publish(payloads)
+        n = len(events)
+        service = SERVICES[scenario.service]
+        await self.reset(service)
+        await self.publish(events)
         stream_last = (await self.js.stream_info(STREAM)).state.last_seq
-        await self.js.pause_consumer(STREAM, DURABLE, PAUSED_UNTIL)
-        logs = self.work_dir / re.sub(r"\W+", "-", scenario.name)
+        await self.js.pause_consumer(STREAM, service.durable, PAUSED_UNTIL)
+        logs = self.work_dir / re.sub(r"\W+", "-", f"{scenario.service}-{scenario.name}-{round_}")
         logs.mkdir(parents=True, exist_ok=True)
         workers = [
             Worker(command, self.env(), logs / f"worker-{i}.log")
@@ -351,12 +386,16 @@ class Bench:
         try:
             await wait_ready(workers)
             if self.profiler is not None:
-                self.profiler.attach(scenario.name, [w.pid for w in workers])
+                self.profiler.attach(
+                    f"{scenario.service}-{scenario.name}", [w.pid for w in workers]
+                )
             await asyncio.sleep(SETTLE)
             worker_cpu_before = sum(cpu_seconds(w.pid) for w in workers)
             nats_before, pg_before = self._server_cpu()
-            await self.js.resume_consumer(STREAM, DURABLE)
-            started, finished = await self._time_until_drained(workers, stream_last, n)
+            await self.js.resume_consumer(STREAM, service.durable)
+            started, finished = await self._time_until_drained(
+                workers, stream_last, n, service.durable
+            )
             worker_cpu = sum(cpu_seconds(w.pid) for w in workers) - worker_cpu_before
             nats_after, pg_after = self._server_cpu()
             rss = [peak_rss_mib(w.pid) or 0.0 for w in workers]
@@ -368,37 +407,43 @@ class Bench:
         if bad:
             w, s = bad[0]
             raise BenchFailed(f"{scenario.name}: a worker exited with {s}:\n{w.output()[-3000:]}")
-        rows, trash_events = await self.counts()
-        if scenario.writes_rows and (rows, trash_events) != (n, n):
-            raise BenchFailed(
-                f"{scenario.name}: {rows} rows and {trash_events} trash events for {n} deletions"
-            )
+        work = await self.work_done(service)
+        if scenario.writes_rows:
+            short = {k: v for k, v in work.items() if v != (0 if k == "pending + unacked" else n)}
+            if short:
+                raise BenchFailed(
+                    f"{scenario.service} / {scenario.name}: for {n} events, {short}\n"
+                    + "\n".join(w.output()[-2000:] for w in workers)
+                )
         # A run that drains within one poll (tiny N in the CI smoke run) counts as one poll:
         # an upper bound on its time, and never a division by zero.
         seconds = max(finished - started, POLL_INTERVAL)
-        say(f"{scenario.name}: {n} events in {seconds:.2f}s = {n / seconds:,.0f}/s")
+        say(
+            f"{scenario.service} / {scenario.name}: {n} events in {seconds:.2f}s = {n / seconds:,.0f}/s"
+        )
         return ThroughputResult(
+            service=scenario.service,
             scenario=scenario.name,
             description=scenario.description,
+            round=round_,
             events=n,
             seconds=round(seconds, 4),
             processes=len(workers),
-            cpu_workers=round(worker_cpu, 2),
-            cpu_nats=round(nats_after - nats_before, 2),
-            cpu_postgres=round(pg_after - pg_before, 2),
+            cpu_workers=round(worker_cpu, 3),
+            cpu_nats=round(nats_after - nats_before, 3),
+            cpu_postgres=round(pg_after - pg_before, 3),
             peak_rss_mib=rss,
-            rows=rows if scenario.writes_rows else None,
-            trash_events=trash_events if scenario.writes_rows else None,
+            work=work,
         )
 
     async def _time_until_drained(
-        self, workers: Sequence[Worker], last_seq: int, n: int
+        self, workers: Sequence[Worker], last_seq: int, n: int, durable: str = DURABLE
     ) -> tuple[float, float]:
         """(first delivery, nothing pending and nothing unacked), both by the same poll."""
         started: float | None = None
         deadline = time.monotonic() + max(120.0, n / 100)
         while True:
-            delivered, acked, pending, ack_pending = await self._progress()
+            delivered, acked, pending, ack_pending = await self._progress(durable)
             now = time.perf_counter()
             if started is None and delivered > 0:
                 started = now
@@ -540,15 +585,22 @@ async def bench_servers(work_dir: Path) -> AsyncIterator[Bench]:
 @dataclass
 class Options:
     n: int = 20_000
+    """Events per throughput run of the trash-processor."""
+    n_others: int = 5_000
+    """Events per throughput run of each other service."""
     latency_rate: float = 1000.0
     latency_seconds: float = 20.0
     seed: int = 7
-    rounds: int = 1
+    rounds: int = 3
     generation_sizes: tuple[int, ...] = (50, 100, 200)
     generation_repeats: int = 3
     only: frozenset[str] = field(default_factory=frozenset)
-    scenarios: frozenset[str] = field(default_factory=frozenset)
+    services: tuple[str, ...] = tuple(SERVICES)
+    contenders: tuple[str, ...] = ("ceiling", "raw", "faststream", "filetrash")
     profile_dir: Path | None = None
+
+    def n_for(self, service: str) -> int:
+        return self.n if service == DURABLE else self.n_others
 
 
 def temporary_work_dir() -> Path:

@@ -30,6 +30,8 @@ class Machine:
     nats_server: str
     postgresql: str
     date: str
+    load: str = ""
+    """/proc/loadavg's 1, 5 and 15 minute load averages when the bench began."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +97,16 @@ async def describe(database_url: str) -> Machine:
         nats_server=_nats_server_version(),
         postgresql=pg,
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        load=load_average(),
     )
+
+
+def load_average() -> str:
+    """'1.20 0.90 0.50': the runnable processes averaged over 1, 5 and 15 minutes."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 # --- CPU and memory of processes ------------------------------------------------------------

@@ -3,13 +3,15 @@
 - `ceiling`: a raw nats-py pull consumer that fetches in batches and acks, nothing else: no
   decoding, no database. No consumer of this durable can be faster.
 - `naive`: the article's loop, written directly with nats-py and asyncpg: one message at a
-  time — insert the row, publish the trash event and wait for its PubAck, ack. It is given
+  time — insert the row, publish the trash event and wait for its PubAck, record its
+  sequence in the row (as filetrash does), ack. It is given
   batched fetches (so the pull is not what holds it back); only the processing is serial.
 
-Both bind to the trash-processor durable the harness provisioned, print `ready` on stderr
+Both bind to the trash-processor durable the harness provisioned (the ceiling to any
+durable given with --durable), print `ready` on stderr
 once they pull, and stop on SIGTERM:
 
-    python -m tests.bench.workers ceiling NATS_URL [--batch 256]
+    python -m tests.bench.workers ceiling NATS_URL [--batch 256] [--durable trash-processor]
     python -m tests.bench.workers naive NATS_URL DATABASE_URL [--batch 64]
 """
 
@@ -43,6 +45,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (original_event_id) DO NOTHING
 RETURNING stored_at
 """
+MARK = "UPDATE trashed_files SET trash_event_seq = $2 WHERE id = $1 AND trash_event_seq IS NULL"
 
 
 def _stop_on_sigterm() -> asyncio.Event:
@@ -64,11 +67,11 @@ async def _pull(
         return []
 
 
-async def ceiling(nats_url: str, batch: int) -> int:
+async def ceiling(nats_url: str, batch: int, durable: str = DURABLE) -> int:
     stop = _stop_on_sigterm()
     nc = await nats.connect(nats_url, name="bench ceiling")
     js = nc.jetstream()
-    sub = await js.pull_subscribe_bind(durable=DURABLE, stream=STREAM)
+    sub = await js.pull_subscribe_bind(durable=durable, stream=STREAM)
     print("ready", file=sys.stderr, flush=True)
     acked = 0
     while not stop.is_set():
@@ -125,11 +128,12 @@ async def naive(nats_url: str, database_url: str, batch: int) -> int:
                     "originalEventId": str(event_id),
                 },
             }
-            await js.publish(
+            pub_ack = await js.publish(
                 TRASHED_SUBJECT,
                 json.dumps(trash_event).encode(),
                 headers={"Nats-Msg-Id": trash_event_id},
             )
+            await conn.execute(MARK, trash_id, pub_ack.seq)
             await msg.ack()
             handled += 1
     await conn.close()
@@ -145,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     top = kinds.add_parser("ceiling", help="fetch in batches and ack, nothing else")
     top.add_argument("nats_url")
     top.add_argument("--batch", type=int, default=256)
+    top.add_argument("--durable", default=DURABLE, help="the durable to drain")
     article = kinds.add_parser("naive", help="one message at a time: insert, publish, ack")
     article.add_argument("nats_url")
     article.add_argument("database_url")
     article.add_argument("--batch", type=int, default=64)
     args = parser.parse_args(argv)
     if args.kind == "ceiling":
-        return asyncio.run(ceiling(args.nats_url, args.batch))
+        return asyncio.run(ceiling(args.nats_url, args.batch, args.durable))
     return asyncio.run(naive(args.nats_url, args.database_url, args.batch))
 
 
