@@ -302,16 +302,33 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
 
 
 def _delivery(msg: Msg, parameters: dict[str, str]) -> Delivery:
-    meta = msg.metadata
+    """Where `msg` came from, read straight from its ack subject: nats-py's `metadata` builds
+    two dataclasses and a datetime per message that the loop does not need on its way."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == _ACK_V1_TOKENS and tokens[0] == "$JS":
+        stream, consumer, delivered, sequence = tokens[2], tokens[3], tokens[4], tokens[5]
+    elif len(tokens) >= _ACK_V2_TOKENS - 1 and tokens[0] == "$JS":
+        stream, consumer = tokens[Msg.Ack.Stream], tokens[Msg.Ack.Consumer]
+        delivered, sequence = tokens[Msg.Ack.NumDelivered], tokens[Msg.Ack.StreamSeq]
+    else:
+        meta = msg.metadata  # raises NotJSMessageError
+        stream, consumer = meta.stream, meta.consumer
+        delivered, sequence = str(meta.num_delivered), str(meta.sequence.stream)
     return Delivery(
         subject=msg.subject,
-        stream=meta.stream,
-        stream_seq=meta.sequence.stream,
-        consumer=meta.consumer,
-        num_delivered=meta.num_delivered,
-        headers=dict(msg.headers or {}),
+        stream=stream,
+        stream_seq=int(sequence),
+        consumer=consumer,
+        num_delivered=int(delivered),
+        headers=dict(msg.headers) if msg.headers else {},
         parameters=parameters,
     )
+
+
+_ACK_V1_TOKENS: Final = 9
+"""$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>"""
+_ACK_V2_TOKENS: Final = 12
+"""$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>...<token>"""
 
 
 def read_parameters(endpoint: ConsumerEndpoint[Any, Any], subject: str) -> dict[str, str] | str:

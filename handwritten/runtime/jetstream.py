@@ -28,14 +28,18 @@ here, before sending: `PayloadTooLarge` says by how much, and the connection sta
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, PubAck, StreamInfo
+from nats.js.api import DiscardPolicy, Header, StreamInfo
 
 from handwritten.runtime.addresses import wildcard_tokens
 from handwritten.runtime.contract import OutgoingMessage, PublishResult
@@ -182,6 +186,8 @@ class JetStreamPublisher:
         self._retry_for = retry_for
         self._captured: set[str] = set()
         """Subjects JetStream said a stream captures."""
+        self._inbox: _PubAckInbox | None = None
+        """Where `publish_many`'s PubAcks come, made at its first use."""
 
     async def publish(
         self,
@@ -262,9 +268,8 @@ class JetStreamPublisher:
                 message = messages[index]
                 full = await self._full(message.subject, len(message.payload), error)
                 if full is None and isinstance(error, nats.errors.TimeoutError):
-                    # nats-py raises a refusal with status 503 (a full stream's 10077) inside
-                    # its reply handler instead of failing the future, which then times out:
-                    # ask the stream whether the subject is at a limit.
+                    # No answer at all: ask the stream whether the subject is at a limit (a
+                    # refusal lost in a reconnect looks the same as one never sent).
                     if message.subject not in full_subjects:
                         full_subjects[message.subject] = await self._full_by_state(
                             message.subject, len(message.payload)
@@ -312,7 +317,8 @@ class JetStreamPublisher:
     ) -> list[tuple[int, Exception]]:
         """One attempt at the messages `todo`; fills `results` for the acknowledged ones and
         returns the others with their error."""
-        sent: list[tuple[int, asyncio.Future[PubAck]]] = []
+        inbox = await self._pub_acks()
+        sent: list[tuple[int, str, asyncio.Future[PublishResult]]] = []
         failed: list[tuple[int, Exception]] = []
         limit = self._max_payload()
         for position, index in enumerate(todo):
@@ -329,31 +335,32 @@ class JetStreamPublisher:
                 )
                 continue
             try:
-                future = await self._js.publish_async(
-                    message.subject, message.payload, headers=headers
-                )
+                token, future = await inbox.send(message.subject, message.payload, headers)
             except Exception as error:  # not even sent (reconnecting, buffer full)
                 failed.extend((i, error) for i in todo[position:])
                 break
-            sent.append((index, future))
+            sent.append((index, token, future))
         if sent:
-            await asyncio.wait([future for _, future in sent], timeout=self._timeout)
-        for index, future in sent:
+            await asyncio.wait([future for _, _, future in sent], timeout=self._timeout)
+        for index, token, future in sent:
             if not future.done():
-                future.cancel()
-                failed.append((index, nats.errors.TimeoutError()))
-            elif future.cancelled():
+                inbox.discard(token)
                 failed.append((index, nats.errors.TimeoutError()))
             elif (problem := future.exception()) is not None:
                 failed.append(
                     (index, problem if isinstance(problem, Exception) else Exception(problem))
                 )
             else:
-                ack = future.result()
-                results[index] = PublishResult(
-                    stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate)
-                )
+                results[index] = future.result()
         return failed
+
+    async def _pub_acks(self) -> _PubAckInbox:
+        if self._inbox is None:
+            client = getattr(self._js, "_nc", None)  # nats-py keeps the connection private
+            if not isinstance(client, Client):
+                raise TypeError("publish_many needs a nats-py JetStreamContext")
+            self._inbox = await _PubAckInbox(client).start()
+        return self._inbox
 
     def _max_payload(self) -> int:
         """The connected server's max_payload (0 when not known yet)."""
@@ -394,6 +401,85 @@ class JetStreamPublisher:
         except Exception:
             return
         self._captured.add(subject)
+
+
+class _PubAckInbox:
+    """PubAcks in bulk: each publish goes out with a reply subject on one inbox of ours, and the
+    answers resolve futures awaited together — without nats-py's `publish_async`, which adds a
+    semaphore, a random token and a `PubAck` dataclass per message, and loses a refusal with
+    status 503 (a full stream's err_code 10077) in its reply handler: here it fails its future."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox()
+        self._waiting: dict[str, asyncio.Future[PublishResult]] = {}
+        self._sent = 0
+
+    async def start(self) -> _PubAckInbox:
+        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_answer)
+        return self
+
+    async def send(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> tuple[str, asyncio.Future[PublishResult]]:
+        """Publish; the token to `discard` it by and the future its PubAck resolves."""
+        self._sent += 1
+        token = str(self._sent)
+        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        try:
+            await self._nc.publish(
+                subject, payload, reply=f"{self._prefix}.{token}", headers=headers
+            )
+        except BaseException:
+            del self._waiting[token]
+            raise
+        return token, future
+
+    def discard(self, token: str) -> None:
+        """Stop waiting for a PubAck (its publish timed out); a late one is ignored."""
+        future = self._waiting.pop(token, None)
+        if future is not None:
+            future.cancel()
+
+    async def _on_answer(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) + 1 :], None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
+            future.set_exception(nats.js.errors.NoStreamResponseError())
+            return
+        try:
+            answer = json.loads(msg.data)
+            error = answer.get("error")
+            if error is not None:
+                future.set_exception(_api_error(error))
+            else:
+                future.set_result(
+                    PublishResult(
+                        stream=answer["stream"],
+                        seq=answer["seq"],
+                        duplicate=bool(answer.get("duplicate")),
+                    )
+                )
+        except (ValueError, KeyError, TypeError, AttributeError) as problem:
+            future.set_exception(
+                nats.errors.Error(f"unreadable PubAck {msg.data[:200]!r}: {problem}")
+            )
+
+
+_STATUS: Final = Header.STATUS.value
+_NO_RESPONDERS: Final = "503"
+
+
+def _api_error(error: dict[str, Any]) -> Exception:
+    """The nats-py error for a JetStream error answer (`from_error` raises it rather than
+    returning it)."""
+    try:
+        nats.js.errors.APIError.from_error(error)
+    except nats.js.errors.APIError as raised:
+        return raised
+    return nats.js.errors.APIError(**error)  # pragma: no cover (from_error always raises)
 
 
 def full_limit(info: StreamInfo, subject: str, size: int) -> StreamFull | None:

@@ -9,8 +9,8 @@ logs carry its `trace_id` and `span_id`, so one request can be followed across s
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,13 +34,27 @@ def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def new_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    """A new trace, sampled. Random as OpenTelemetry's SDK makes its ids (`random`, not
+    `secrets`: an id must be unique, not unguessable, and this runs for every event)."""
+    trace_id = random.getrandbits(128) or 1  # all zeros is the invalid id
+    span_id = random.getrandbits(64) or 1
+    return f"00-{trace_id:032x}-{span_id:016x}-01"
+
+
+def _spans_made() -> bool:
+    """Whether an OpenTelemetry SDK is configured. Without one the API makes no spans and a
+    cause's context travels unchanged, so `caused_by` can skip the API (it runs per event)."""
+    return not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+    )
 
 
 def caused_by(cause: Mapping[str, str] | None = None, *, name: str = "publish") -> dict[str, str]:
     """Trace headers for a message caused by one with headers `cause` (by default the message
     being handled now); a new trace when there is none."""
     parent = carried(cause if cause is not None else _CURRENT.get())
+    if not _spans_made():
+        return parent or {TRACEPARENT: new_traceparent()}
     headers: dict[str, str] = {}
     with _TRACER.start_as_current_span(
         name, context=propagate.extract(parent), kind=trace.SpanKind.PRODUCER
