@@ -23,41 +23,42 @@ CONFIRM_RETRYABLE = (
 
 
 class Confirmations:
-    """Double acks in bulk: each ack (or term) goes out with a reply subject on one inbox of
-    ours, and the server's answers resolve futures that are awaited together — one
-    subscription for all of them instead of a request, a timer and a task per ack."""
+    """Double acks in bulk: the acks (or terms) sent together form a group, each goes out with
+    a reply subject `<inbox>.<group>.<index>` on one inbox of ours, and the group's one future
+    resolves when the server has answered every one — one subscription for all of them, and
+    no request, timer, task or future per ack."""
 
     def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._prefix = nc.new_inbox()
-        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._groups: dict[str, _Group] = {}
         self._sent = 0
         self._sub: Any = None
 
     async def start(self) -> Confirmations:
-        self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_answer)
+        self._sub = await self._nc.subscribe(f"{self._prefix}.*.*", cb=self._on_answer)
         return self
 
     async def send(self, msgs: Sequence[Msg], payload: bytes, *, timeout: float) -> list[bool]:
         """Send `payload` to each message's ack subject; whether the server confirmed each
         within `timeout`."""
-        loop = asyncio.get_running_loop()
-        futures: list[tuple[str, asyncio.Future[None]]] = []
+        if not msgs:
+            return []
+        self._sent += 1
+        token = str(self._sent)
+        group = _Group(len(msgs), asyncio.get_running_loop().create_future())
+        self._groups[token] = group
         try:
-            for msg in msgs:
-                self._sent += 1
-                token = str(self._sent)
-                future: asyncio.Future[None] = loop.create_future()
-                self._waiting[token] = future
-                futures.append((token, future))
-                await self._nc.publish(msg.reply, payload, reply=f"{self._prefix}.{token}")
-            await asyncio.wait([future for _, future in futures], timeout=timeout)
+            publish, reply = self._nc.publish, f"{self._prefix}.{token}."
+            for index, msg in enumerate(msgs):
+                await publish(msg.reply, payload, reply=f"{reply}{index}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await group.done
         finally:
-            for token, future in futures:
-                if not future.done():
-                    self._waiting.pop(token, None)
-                    future.cancel()
-        return [not future.cancelled() for _, future in futures]
+            del self._groups[token]
+            group.done.cancel()
+        return group.confirmed
 
     async def close(self) -> None:
         if self._sub is not None:
@@ -66,6 +67,25 @@ class Confirmations:
             self._sub = None
 
     async def _on_answer(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) + 1 :], None)
-        if future is not None and not future.done():
-            future.set_result(None)
+        token, _, index = msg.subject[len(self._prefix) + 1 :].partition(".")
+        group = self._groups.get(token)
+        if group is not None and index.isdigit():
+            group.answered(int(index))
+
+
+class _Group:
+    """The acks sent together: which the server confirmed, and a future done when all are."""
+
+    __slots__ = ("confirmed", "done", "left")
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.confirmed = [False] * size
+        self.left = size
+        self.done = done
+
+    def answered(self, index: int) -> None:
+        if 0 <= index < len(self.confirmed) and not self.confirmed[index]:
+            self.confirmed[index] = True
+            self.left -= 1
+            if not self.left and not self.done.done():
+                self.done.set_result(None)

@@ -515,3 +515,16 @@ def test_a_message_without_an_ack_subject_is_no_delivery() -> None:
 
     with pytest.raises(NotJSMessageError):
         _delivery(Msg(None, subject="x", reply="_INBOX.abc"), {})  # type: ignore[arg-type]
+
+
+def test_the_cli_runs_a_service_with_the_loop_s_default_batches() -> None:
+    """`filetrash run`'s --batch-size and --concurrency defaults are written out in the CLI
+    (it does not import the loop to build its parser): they must stay the loop's."""
+    from handwritten import cli
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["run", "trash-processor"])
+    assert (args.batch_size, args.concurrency) == (
+        ConsumeSettings().batch_size,
+        ConsumeSettings().concurrency,
+    )
