@@ -61,7 +61,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -220,13 +220,21 @@ class ConsumeStats:
     def handled_event(self, event: Any, msg: Msg) -> None:
         """End-to-end latency: from the event's own `timestamp` when it has an aware one, else
         from when JetStream stored the message."""
-        if self.observe is None:
+        if self.observe is not None:
+            self.handled_events(((event, msg),))
+
+    def handled_events(self, handled: Iterable[tuple[Any, Msg]]) -> None:
+        """`handled_event` for many, against one clock reading; nothing without metrics."""
+        observe = self.observe
+        if observe is None:
             return
-        stamp = getattr(event, "timestamp", None)
-        if not (isinstance(stamp, datetime) and stamp.tzinfo is not None):
-            stamp = msg.metadata.timestamp
-        if isinstance(stamp, datetime):
-            self.observe("end_to_end", max((datetime.now(UTC) - stamp).total_seconds(), 0.0))
+        now = datetime.now(UTC)
+        for event, msg in handled:
+            stamp = getattr(event, "timestamp", None)
+            if not (isinstance(stamp, datetime) and stamp.tzinfo is not None):
+                stamp = msg.metadata.timestamp
+            if isinstance(stamp, datetime):
+                observe("end_to_end", max((now - stamp).total_seconds(), 0.0))
 
     @property
     def settled(self) -> int:
@@ -709,9 +717,9 @@ class _Consumer:
             last = transient[-1] if transient else None
             self._outcome(succeeded=len(succeeded), failed=len(transient), error=last)
         self.stats.handled += len(succeeded)
-        for index, (msg, event, _) in enumerate(items):
-            if index not in failures:
-                self.stats.handled_event(event, msg)
+        self.stats.handled_events(
+            (event, msg) for index, (msg, event, _) in enumerate(items) if index not in failures
+        )
         await asyncio.gather(self._ack(succeeded), *settle)
 
     # -- settling --------------------------------------------------------------------------

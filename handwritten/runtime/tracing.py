@@ -22,7 +22,7 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _CURRENT: ContextVar[Mapping[str, str] | None] = ContextVar("filetrash_trace", default=None)
-_BATCH: ContextVar[tuple[str, ...]] = ContextVar("filetrash_batch_traces", default=())
+_BATCH: ContextVar[_BatchTraces | None] = ContextVar("filetrash_batch_traces", default=None)
 _TRACER = trace.get_tracer("filetrash")
 
 
@@ -76,12 +76,28 @@ def handling(headers: Mapping[str, str] | None) -> Iterator[None]:
 @contextmanager
 def handling_batch(headers: Sequence[Mapping[str, str] | None]) -> Iterator[None]:
     """The traces of a batch being handled: its log lines name them all (`trace_ids`)."""
-    ids = tuple(dict.fromkeys(m.group(1) for h in headers if (m := _match(h))))
-    token = _BATCH.set(ids)
+    token = _BATCH.set(_BatchTraces(headers))
     try:
         yield
     finally:
         _BATCH.reset(token)
+
+
+class _BatchTraces:
+    """A batch's trace ids, read from its headers only when a log line asks (JSON logs):
+    with text logs nobody does, and the batch pays nothing per message."""
+
+    __slots__ = ("_headers", "_ids")
+
+    def __init__(self, headers: Sequence[Mapping[str, str] | None]) -> None:
+        self._headers = headers
+        self._ids: list[str] | None = None
+
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            found = (m.group(1) for h in self._headers if (m := _match(h)))
+            self._ids = list(dict.fromkeys(found))
+        return self._ids
 
 
 def _match(headers: Mapping[str, str] | None) -> re.Match[str] | None:
@@ -95,4 +111,5 @@ def log_fields() -> dict[str, Any]:
     if match:
         return {"trace_id": match.group(1), "span_id": match.group(2)}
     batch = _BATCH.get()
-    return {"trace_ids": list(batch)} if batch else {}
+    ids = batch.ids() if batch is not None else None
+    return {"trace_ids": list(ids)} if ids else {}
