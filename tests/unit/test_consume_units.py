@@ -500,9 +500,13 @@ def test_a_delivery_reads_what_nats_py_reads_from_the_ack_subject(reply: str) ->
     delivery = _delivery(msg, {})
     meta = msg.metadata
     assert (delivery.stream, delivery.consumer) == (meta.stream, meta.consumer)
-    assert (delivery.stream_seq, delivery.num_delivered) == (1234, 3) == (
-        meta.sequence.stream,
-        meta.num_delivered,
+    assert (
+        (delivery.stream_seq, delivery.num_delivered)
+        == (1234, 3)
+        == (
+            meta.sequence.stream,
+            meta.num_delivered,
+        )
     )
     assert delivery.headers == {"a": "b"} and delivery.headers is not msg.headers
 
