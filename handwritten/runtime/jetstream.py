@@ -414,6 +414,8 @@ class _PubAckInbox:
         self._prefix = nc.new_inbox()
         self._waiting: dict[str, asyncio.Future[PublishResult]] = {}
         self._sent = 0
+        self._loop = asyncio.get_running_loop()
+        """Read once: Python 3.11's get_running_loop makes a getpid syscall at each call."""
 
     async def start(self) -> _PubAckInbox:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_answer)
@@ -425,7 +427,7 @@ class _PubAckInbox:
         """Publish; the token to `discard` it by and the future its PubAck resolves."""
         self._sent += 1
         token = str(self._sent)
-        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[PublishResult] = self._loop.create_future()
         self._waiting[token] = future
         try:
             await self._nc.publish(
