@@ -128,7 +128,9 @@ class ConsumeSettings:
     - `linger`: batch handlers only — once a pull's first message is in, wait at most this
       long for the rest of its burst, so that it makes one batch (`StreamingPull`).
     - `heartbeat`: idle heartbeat asked for each pull; capped at a quarter of `fetch_timeout`
-      (the server refuses more than half) and ignored by nats-py versions without it.
+      (the server refuses more than half). Off by default: the loop learns that a request
+      was lost from its expiry (`PULL_GRACE`), not from missing heartbeats, so they would
+      only be messages for an idle consumer to read and the server to time.
     - `nak_delay_base`, `nak_delay_max`: a failed delivery n is retried after
       min(base * 2**(n-1), max) seconds.
     - `in_progress_every`: while a handler runs, tell JetStream it is still being worked on
@@ -145,7 +147,7 @@ class ConsumeSettings:
     concurrency: int = 2
     fetch_timeout: float = 1.0
     linger: float = 0.002
-    heartbeat: float | None = 0.5
+    heartbeat: float | None = None
     nak_delay_base: float = 0.5
     nak_delay_max: float = 30.0
     in_progress_every: float | None = None
