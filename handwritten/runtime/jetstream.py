@@ -28,6 +28,7 @@ here, before sending: `PayloadTooLarge` says by how much, and the connection sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -318,10 +319,10 @@ class JetStreamPublisher:
         """One attempt at the messages `todo`; fills `results` for the acknowledged ones and
         returns the others with their error."""
         inbox = await self._pub_acks()
-        sent: list[tuple[int, str, asyncio.Future[PublishResult]]] = []
+        sending: list[tuple[int, str, bytes, dict[str, str]]] = []
         failed: list[tuple[int, Exception]] = []
         limit = self._max_payload()
-        for position, index in enumerate(todo):
+        for index in todo:
             message = messages[index]
             headers = {**(message.headers or {}), MSG_ID_HEADER: message.msg_id}
             if limit and len(message.payload) + headers_size(headers) > limit:
@@ -334,24 +335,13 @@ class JetStreamPublisher:
                     )
                 )
                 continue
-            try:
-                token, future = await inbox.send(message.subject, message.payload, headers)
-            except Exception as error:  # not even sent (reconnecting, buffer full)
-                failed.extend((i, error) for i in todo[position:])
-                break
-            sent.append((index, token, future))
-        if sent:
-            await asyncio.wait([future for _, _, future in sent], timeout=self._timeout)
-        for index, token, future in sent:
-            if not future.done():
-                inbox.discard(token)
-                failed.append((index, nats.errors.TimeoutError()))
-            elif (problem := future.exception()) is not None:
-                failed.append(
-                    (index, problem if isinstance(problem, Exception) else Exception(problem))
-                )
+            sending.append((index, message.subject, message.payload, headers))
+        answers = await inbox.publish([s[1:] for s in sending], timeout=self._timeout)
+        for (index, *_), answer in zip(sending, answers, strict=True):
+            if isinstance(answer, PublishResult):
+                results[index] = answer
             else:
-                results[index] = future.result()
+                failed.append((index, answer if answer is not None else nats.errors.TimeoutError()))
         return failed
 
     async def _pub_acks(self) -> _PubAckInbox:
@@ -404,70 +394,93 @@ class JetStreamPublisher:
 
 
 class _PubAckInbox:
-    """PubAcks in bulk: each publish goes out with a reply subject on one inbox of ours, and the
-    answers resolve futures awaited together — without nats-py's `publish_async`, which adds a
-    semaphore, a random token and a `PubAck` dataclass per message, and loses a refusal with
-    status 503 (a full stream's err_code 10077) in its reply handler: here it fails its future."""
+    """PubAcks in bulk: the messages published together form a group, each goes out with a
+    reply subject `<inbox>.<group>.<index>` on one inbox of ours, and the group's one future
+    resolves when JetStream has answered every one — without nats-py's `publish_async`, which
+    adds a semaphore, a random token, a future and a `PubAck` dataclass per message, and loses
+    a refusal with status 503 (a full stream's err_code 10077) in its reply handler: here the
+    refusal is that message's answer."""
 
     def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._prefix = nc.new_inbox()
-        self._waiting: dict[str, asyncio.Future[PublishResult]] = {}
+        self._groups: dict[str, _Answers] = {}
         self._sent = 0
         self._loop = asyncio.get_running_loop()
         """Read once: Python 3.11's get_running_loop makes a getpid syscall at each call."""
 
     async def start(self) -> _PubAckInbox:
-        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_answer)
+        await self._nc.subscribe(f"{self._prefix}.*.*", cb=self._on_answer)
         return self
 
-    async def send(
-        self, subject: str, payload: bytes, headers: dict[str, str]
-    ) -> tuple[str, asyncio.Future[PublishResult]]:
-        """Publish; the token to `discard` it by and the future its PubAck resolves."""
+    async def publish(
+        self, sends: Sequence[tuple[str, bytes, dict[str, str]]], *, timeout: float
+    ) -> list[PublishResult | Exception | None]:
+        """Publish each (subject, payload, headers); item i is message i's PubAck, the error
+        it was answered (or not even sent) with, or None when no answer came in `timeout`."""
+        if not sends:
+            return []
         self._sent += 1
         token = str(self._sent)
-        future: asyncio.Future[PublishResult] = self._loop.create_future()
-        self._waiting[token] = future
+        group = _Answers(len(sends), self._loop.create_future())
+        self._groups[token] = group
         try:
-            await self._nc.publish(
-                subject, payload, reply=f"{self._prefix}.{token}", headers=headers
-            )
-        except BaseException:
-            del self._waiting[token]
-            raise
-        return token, future
-
-    def discard(self, token: str) -> None:
-        """Stop waiting for a PubAck (its publish timed out); a late one is ignored."""
-        future = self._waiting.pop(token, None)
-        if future is not None:
-            future.cancel()
+            publish, reply = self._nc.publish, f"{self._prefix}.{token}."
+            for index, (subject, payload, headers) in enumerate(sends):
+                try:
+                    await publish(subject, payload, reply=f"{reply}{index}", headers=headers)
+                except Exception as error:  # not even sent (reconnecting, buffer full)
+                    for unsent in range(index, len(sends)):
+                        group.answered(unsent, error)
+                    break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await group.done
+        finally:
+            del self._groups[token]
+            group.done.cancel()
+        return group.answers
 
     async def _on_answer(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) + 1 :], None)
-        if future is None or future.done():
+        token, _, index = msg.subject[len(self._prefix) + 1 :].partition(".")
+        group = self._groups.get(token)
+        if group is None or not index.isdigit():
             return
-        if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
-            future.set_exception(nats.js.errors.NoStreamResponseError())
-            return
-        try:
-            answer = json.loads(msg.data)
-            error = answer.get("error")
-            if error is not None:
-                future.set_exception(_api_error(error))
-            else:
-                future.set_result(
-                    PublishResult(
-                        stream=answer["stream"],
-                        seq=answer["seq"],
-                        duplicate=bool(answer.get("duplicate")),
-                    )
-                )
-        except (ValueError, KeyError, TypeError, AttributeError) as problem:
-            future.set_exception(
-                nats.errors.Error(f"unreadable PubAck {msg.data[:200]!r}: {problem}")
-            )
+        group.answered(int(index), _pub_ack(msg))
+
+
+class _Answers:
+    """The answers to messages published together, and a future done when all came."""
+
+    __slots__ = ("answers", "done", "left")
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.answers: list[PublishResult | Exception | None] = [None] * size
+        self.left = size
+        self.done = done
+
+    def answered(self, index: int, answer: PublishResult | Exception) -> None:
+        if 0 <= index < len(self.answers) and self.answers[index] is None:
+            self.answers[index] = answer
+            self.left -= 1
+            if not self.left and not self.done.done():
+                self.done.set_result(None)
+
+
+def _pub_ack(msg: Msg) -> PublishResult | Exception:
+    """What JetStream answered to a publish: where it stored it, or why it did not."""
+    if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
+        return nats.js.errors.NoStreamResponseError()
+    try:
+        answer = json.loads(msg.data)
+        error = answer.get("error")
+        if error is not None:
+            return _api_error(error)
+        return PublishResult(
+            stream=answer["stream"], seq=answer["seq"], duplicate=bool(answer.get("duplicate"))
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as problem:
+        return nats.errors.Error(f"unreadable PubAck {msg.data[:200]!r}: {problem}")
 
 
 _STATUS: Final = Header.STATUS.value
