@@ -359,9 +359,9 @@ def _add_run(commands: Any, contributed: Sequence[registry.Contribution]) -> Non
     run.add_argument(
         "--batch-size",
         type=positive_int,
-        default=256,  # ConsumeSettings.batch_size (not imported: the CLI starts fast)
+        default=None,
         help="most messages per pull and per batch (a service without batches: in flight at "
-        "once) (default: 256)",
+        "once) (default: 256 for a service that takes batches, else 64)",
     )
     run.add_argument(
         "--concurrency",

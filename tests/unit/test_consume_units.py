@@ -522,13 +522,13 @@ def test_a_message_without_an_ack_subject_is_no_delivery() -> None:
 
 
 def test_the_cli_runs_a_service_with_the_loop_s_default_batches() -> None:
-    """`filetrash run`'s --batch-size and --concurrency defaults are written out in the CLI
-    (it does not import the loop to build its parser): they must stay the loop's."""
+    """`filetrash run`'s --concurrency default is written out in the CLI (it does not import
+    the loop to build its parser): it must stay the loop's; --batch-size leaves it to the loop,
+    which sizes batches for batch handlers and in-flight messages for the others."""
     from handwritten import cli
 
-    parser = cli.build_parser()
-    args = parser.parse_args(["run", "trash-processor"])
-    assert (args.batch_size, args.concurrency) == (
-        ConsumeSettings().batch_size,
-        ConsumeSettings().concurrency,
-    )
+    args = cli.build_parser().parse_args(["run", "trash-processor"])
+    settings = ConsumeSettings(batch_size=args.batch_size, concurrency=args.concurrency)
+    assert settings == ConsumeSettings()
+    assert (settings.batch_for(True), settings.batch_for(False)) == (256, 64)
+    assert ConsumeSettings(batch_size=8).batch_for(True) == 8
