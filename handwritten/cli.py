@@ -376,15 +376,15 @@ def _add_run(commands: Any, contributed: Sequence[registry.Contribution]) -> Non
     run.add_argument(
         "--batch-size",
         type=positive_int,
-        default=64,
+        default=None,
         help="most messages per pull and per batch (a service without batches: in flight at "
-        "once) (default: 64)",
+        "once) (default: 256 for a service that takes batches, else 64)",
     )
     run.add_argument(
         "--concurrency",
         type=positive_int,
-        default=4,
-        help="batches handled at once, for a service that takes batches (default: 4)",
+        default=2,  # ConsumeSettings.concurrency
+        help="batches handled at once, for a service that takes batches (default: 2)",
     )
     run.add_argument(
         "--metrics-port",

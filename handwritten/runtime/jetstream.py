@@ -28,14 +28,19 @@ here, before sending: `PayloadTooLarge` says by how much, and the connection sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, PubAck, StreamInfo
+from nats.js.api import DiscardPolicy, Header, StreamInfo
 
 from handwritten.runtime.addresses import wildcard_tokens
 from handwritten.runtime.contract import OutgoingMessage, PublishResult
@@ -183,6 +188,8 @@ class JetStreamPublisher:
         self._retry_for = retry_for
         self._captured: set[str] = set()
         """Subjects JetStream said a stream captures."""
+        self._inbox: _PubAckInbox | None = None
+        """Where `publish_many`'s PubAcks come, made at its first use."""
 
     async def publish(
         self,
@@ -268,9 +275,8 @@ class JetStreamPublisher:
                     continue
                 full = await self._full(message.subject, len(message.payload), error)
                 if full is None and isinstance(error, nats.errors.TimeoutError):
-                    # nats-py raises a refusal with status 503 (a full stream's 10077) inside
-                    # its reply handler instead of failing the future, which then times out:
-                    # ask the stream whether the subject is at a limit.
+                    # No answer at all: ask the stream whether the subject is at a limit (a
+                    # refusal lost in a reconnect looks the same as one never sent).
                     if message.subject not in full_subjects:
                         full_subjects[message.subject] = await self._full_by_state(
                             message.subject, len(message.payload)
@@ -318,10 +324,11 @@ class JetStreamPublisher:
     ) -> list[tuple[int, Exception]]:
         """One attempt at the messages `todo`; fills `results` for the acknowledged ones and
         returns the others with their error."""
-        sent: list[tuple[int, asyncio.Future[PubAck]]] = []
+        inbox = await self._pub_acks()
+        sending: list[tuple[int, str, bytes, dict[str, str]]] = []
         failed: list[tuple[int, Exception]] = []
         limit = self._max_payload()
-        for position, index in enumerate(todo):
+        for index in todo:
             message = messages[index]
             headers = {**(message.headers or {}), MSG_ID_HEADER: message.msg_id}
             if limit and len(message.payload) + headers_size(headers) > limit:
@@ -334,36 +341,26 @@ class JetStreamPublisher:
                     )
                 )
                 continue
-            try:
-                future = await self._js.publish_async(
-                    message.subject, message.payload, headers=headers
-                )
-            except Exception as error:  # not even sent (reconnecting, buffer full)
-                failed.extend((i, error) for i in todo[position:])
-                break
-            sent.append((index, future))
-        if sent:
-            await asyncio.wait([future for _, future in sent], timeout=self._timeout)
-        for index, future in sent:
-            if not future.done():
-                future.cancel()
-                failed.append((index, nats.errors.TimeoutError()))
-            elif future.cancelled():
-                failed.append((index, nats.errors.TimeoutError()))
-            elif (problem := future.exception()) is not None:
-                failed.append(
-                    (index, problem if isinstance(problem, Exception) else Exception(problem))
-                )
+            sending.append((index, message.subject, message.payload, headers))
+        answers = await inbox.publish([s[1:] for s in sending], timeout=self._timeout)
+        for (index, *_), answer in zip(sending, answers, strict=True):
+            if isinstance(answer, PublishResult):
+                results[index] = answer
             else:
-                ack = future.result()
-                results[index] = PublishResult(
-                    stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate)
-                )
+                failed.append((index, answer if answer is not None else nats.errors.TimeoutError()))
         return failed
 
     def _refused(self, subject: str) -> PermissionRefused | None:
         """The server's refusal of a publish to `subject` on this connection, if it sent one."""
         return refused_publish(getattr(self._js, "_nc", None), subject)
+
+    async def _pub_acks(self) -> _PubAckInbox:
+        if self._inbox is None:
+            client = getattr(self._js, "_nc", None)  # nats-py keeps the connection private
+            if not isinstance(client, Client):
+                raise TypeError("publish_many needs a nats-py JetStreamContext")
+            self._inbox = await _PubAckInbox(client).start()
+        return self._inbox
 
     def _max_payload(self) -> int:
         """The connected server's max_payload (0 when not known yet)."""
@@ -404,6 +401,110 @@ class JetStreamPublisher:
         except Exception:
             return
         self._captured.add(subject)
+
+
+class _PubAckInbox:
+    """PubAcks in bulk: the messages published together form a group, each goes out with a
+    reply subject `<inbox>.<group>.<index>` on one inbox of ours, and the group's one future
+    resolves when JetStream has answered every one — without nats-py's `publish_async`, which
+    adds a semaphore, a random token, a future and a `PubAck` dataclass per message, and loses
+    a refusal with status 503 (a full stream's err_code 10077) in its reply handler: here the
+    refusal is that message's answer."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox()
+        self._groups: dict[str, _Answers] = {}
+        self._sent = 0
+        self._loop = asyncio.get_running_loop()
+        """Read once: Python 3.11's get_running_loop makes a getpid syscall at each call."""
+
+    async def start(self) -> _PubAckInbox:
+        await self._nc.subscribe(f"{self._prefix}.*.*", cb=self._on_answer)
+        return self
+
+    async def publish(
+        self, sends: Sequence[tuple[str, bytes, dict[str, str]]], *, timeout: float
+    ) -> list[PublishResult | Exception | None]:
+        """Publish each (subject, payload, headers); item i is message i's PubAck, the error
+        it was answered (or not even sent) with, or None when no answer came in `timeout`."""
+        if not sends:
+            return []
+        self._sent += 1
+        token = str(self._sent)
+        group = _Answers(len(sends), self._loop.create_future())
+        self._groups[token] = group
+        try:
+            publish, reply = self._nc.publish, f"{self._prefix}.{token}."
+            for index, (subject, payload, headers) in enumerate(sends):
+                try:
+                    await publish(subject, payload, reply=f"{reply}{index}", headers=headers)
+                except Exception as error:  # not even sent (reconnecting, buffer full)
+                    for unsent in range(index, len(sends)):
+                        group.answered(unsent, error)
+                    break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await group.done
+        finally:
+            del self._groups[token]
+            group.done.cancel()
+        return group.answers
+
+    async def _on_answer(self, msg: Msg) -> None:
+        token, _, index = msg.subject[len(self._prefix) + 1 :].partition(".")
+        group = self._groups.get(token)
+        if group is None or not index.isdigit():
+            return
+        group.answered(int(index), _pub_ack(msg))
+
+
+class _Answers:
+    """The answers to messages published together, and a future done when all came."""
+
+    __slots__ = ("answers", "done", "left")
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.answers: list[PublishResult | Exception | None] = [None] * size
+        self.left = size
+        self.done = done
+
+    def answered(self, index: int, answer: PublishResult | Exception) -> None:
+        if 0 <= index < len(self.answers) and self.answers[index] is None:
+            self.answers[index] = answer
+            self.left -= 1
+            if not self.left and not self.done.done():
+                self.done.set_result(None)
+
+
+def _pub_ack(msg: Msg) -> PublishResult | Exception:
+    """What JetStream answered to a publish: where it stored it, or why it did not."""
+    if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
+        return nats.js.errors.NoStreamResponseError()
+    try:
+        answer = json.loads(msg.data)
+        error = answer.get("error")
+        if error is not None:
+            return _api_error(error)
+        return PublishResult(
+            stream=answer["stream"], seq=answer["seq"], duplicate=bool(answer.get("duplicate"))
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as problem:
+        return nats.errors.Error(f"unreadable PubAck {msg.data[:200]!r}: {problem}")
+
+
+_STATUS: Final = Header.STATUS.value
+_NO_RESPONDERS: Final = "503"
+
+
+def _api_error(error: dict[str, Any]) -> Exception:
+    """The nats-py error for a JetStream error answer (`from_error` raises it rather than
+    returning it)."""
+    try:
+        nats.js.errors.APIError.from_error(error)
+    except nats.js.errors.APIError as raised:
+        return raised
+    return nats.js.errors.APIError(**error)  # pragma: no cover (from_error always raises)
 
 
 def full_limit(info: StreamInfo, subject: str, size: int) -> StreamFull | None:

@@ -22,7 +22,7 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _CURRENT: ContextVar[Mapping[str, str] | None] = ContextVar("filetrash_trace", default=None)
-_BATCH: ContextVar[tuple[str, ...]] = ContextVar("filetrash_batch_traces", default=())
+_BATCH: ContextVar[_BatchTraces | None] = ContextVar("filetrash_batch_traces", default=None)
 _TRACER = trace.get_tracer("filetrash")
 
 
@@ -34,20 +34,26 @@ def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def new_traceparent() -> str:
-    """A new trace: random ids (as the OpenTelemetry SDK makes them, from `random`: a trace id
-    needs to be unique, not secret, and os.urandom costs a system call per event)."""
-    trace_id = random.getrandbits(128) or 1  # all zeros is the invalid trace id
+    """A new trace, sampled. Random as OpenTelemetry's SDK makes its ids (`random`, not
+    `secrets`: an id must be unique, not unguessable, and this runs for every event)."""
+    trace_id = random.getrandbits(128) or 1  # all zeros is the invalid id
     span_id = random.getrandbits(64) or 1
     return f"00-{trace_id:032x}-{span_id:016x}-01"
+
+
+def _spans_made() -> bool:
+    """Whether an OpenTelemetry SDK is configured. Without one the API makes no spans and a
+    cause's context travels unchanged, so `caused_by` can skip the API (it runs per event)."""
+    return not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+    )
 
 
 def caused_by(cause: Mapping[str, str] | None = None, *, name: str = "publish") -> dict[str, str]:
     """Trace headers for a message caused by one with headers `cause` (by default the message
     being handled now); a new trace when there is none."""
     parent = carried(cause if cause is not None else _CURRENT.get())
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        # No SDK: the span would be a non-recording one of the parent's own context, injected
-        # back unchanged. Skipping that round trip saves more than the rest of a trash event.
+    if not _spans_made():
         return parent or {TRACEPARENT: new_traceparent()}
     headers: dict[str, str] = {}
     with _TRACER.start_as_current_span(
@@ -70,12 +76,28 @@ def handling(headers: Mapping[str, str] | None) -> Iterator[None]:
 @contextmanager
 def handling_batch(headers: Sequence[Mapping[str, str] | None]) -> Iterator[None]:
     """The traces of a batch being handled: its log lines name them all (`trace_ids`)."""
-    ids = tuple(dict.fromkeys(m.group(1) for h in headers if (m := _match(h))))
-    token = _BATCH.set(ids)
+    token = _BATCH.set(_BatchTraces(headers))
     try:
         yield
     finally:
         _BATCH.reset(token)
+
+
+class _BatchTraces:
+    """A batch's trace ids, read from its headers only when a log line asks (JSON logs):
+    with text logs nobody does, and the batch pays nothing per message."""
+
+    __slots__ = ("_headers", "_ids")
+
+    def __init__(self, headers: Sequence[Mapping[str, str] | None]) -> None:
+        self._headers = headers
+        self._ids: list[str] | None = None
+
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            found = (m.group(1) for h in self._headers if (m := _match(h)))
+            self._ids = list(dict.fromkeys(found))
+        return self._ids
 
 
 def _match(headers: Mapping[str, str] | None) -> re.Match[str] | None:
@@ -89,4 +111,5 @@ def log_fields() -> dict[str, Any]:
     if match:
         return {"trace_id": match.group(1), "span_id": match.group(2)}
     batch = _BATCH.get()
-    return {"trace_ids": list(batch)} if batch else {}
+    ids = batch.ids() if batch is not None else None
+    return {"trace_ids": list(ids)} if ids else {}

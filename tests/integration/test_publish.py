@@ -129,3 +129,43 @@ async def test_a_publish_during_a_server_restart_is_retried_with_the_same_msg_id
     assert message.data == b"survivor" and (message.headers or {})["Nats-Msg-Id"] == "e-42"
     repeat = await publisher.publish("files.deleted", b"survivor", msg_id="e-42")
     assert repeat.duplicate and repeat.seq == 1
+
+
+async def test_publish_many_answers_a_full_stream_at_once_and_each_message_alone(
+    js: JetStreamContext,
+) -> None:
+    """The PubAcks of `publish_many` come on an inbox of ours: a refusal (err_code 10077 with
+    status 503) fails its own message at once — not after the PubAck timeout — and the others
+    of the batch are stored; a subject no stream captures is named."""
+    from nats.js.api import DiscardPolicy, StreamConfig
+
+    from handwritten.runtime.contract import OutgoingMessage
+    from handwritten.runtime.jetstream import StreamFull
+
+    await js.add_stream(
+        StreamConfig(
+            name="TINY",
+            subjects=["tiny.*"],
+            max_msgs_per_subject=1,
+            discard=DiscardPolicy.NEW,
+            discard_new_per_subject=True,
+        )
+    )
+    publisher = JetStreamPublisher(js, timeout=10.0, attempts=1, retry_for=0.0)
+    started = time.monotonic()
+    results = await publisher.publish_many(
+        [
+            OutgoingMessage("tiny.a", b"1", "m1"),
+            OutgoingMessage("tiny.a", b"2", "m2"),
+            OutgoingMessage("tiny.b", b"3", "m3"),
+            OutgoingMessage("nowhere.at.all", b"4", "m4"),
+        ]
+    )
+    assert time.monotonic() - started < 5, "waited for a PubAck that was a refusal"
+    first, refused, other, lost = results
+    assert not isinstance(first, Exception) and (first.stream, first.seq) == ("TINY", 1)
+    assert isinstance(refused, StreamFull) and refused.limit == "max_msgs_per_subject"
+    assert not isinstance(other, Exception) and (other.stream, other.seq) == ("TINY", 2)
+    assert isinstance(lost, NoStreamCaptures)
+    again = await publisher.publish_many([OutgoingMessage("tiny.b", b"3", "m3")])
+    assert not isinstance(again[0], Exception) and again[0].duplicate and again[0].seq == 2

@@ -481,3 +481,54 @@ def test_the_pause_can_be_turned_off() -> None:
     loop = loop_under_test(FakeJetStream(), asyncio.Event(), pause_after_failures=0)
     loop._outcome(succeeded=0, failed=1000, error=RuntimeError("down"))
     assert not loop.failing
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.FILE_EVENTS.trash-processor.3.1234.77.1764780000000000000.5",
+        "$JS.ACK._.ACCHASH.FILE_EVENTS.trash-processor.3.1234.77.1764780000000000000.5.tok",
+        "$JS.ACK.hub.ACCHASH.FILE_EVENTS.trash-processor.3.1234.77.1764780000000000000.5",
+    ],
+)
+def test_a_delivery_reads_what_nats_py_reads_from_the_ack_subject(reply: str) -> None:
+    from nats.aio.msg import Msg
+
+    from handwritten.runtime.consume import _delivery
+
+    msg = Msg(None, subject="files.deleted", reply=reply, headers={"a": "b"})  # type: ignore[arg-type]
+    delivery = _delivery(msg, {})
+    meta = msg.metadata
+    assert (delivery.stream, delivery.consumer) == (meta.stream, meta.consumer)
+    assert (
+        (delivery.stream_seq, delivery.num_delivered)
+        == (1234, 3)
+        == (
+            meta.sequence.stream,
+            meta.num_delivered,
+        )
+    )
+    assert delivery.headers == {"a": "b"} and delivery.headers is not msg.headers
+
+
+def test_a_message_without_an_ack_subject_is_no_delivery() -> None:
+    from nats.aio.msg import Msg
+    from nats.errors import NotJSMessageError
+
+    from handwritten.runtime.consume import _delivery
+
+    with pytest.raises(NotJSMessageError):
+        _delivery(Msg(None, subject="x", reply="_INBOX.abc"), {})  # type: ignore[arg-type]
+
+
+def test_the_cli_runs_a_service_with_the_loop_s_default_batches() -> None:
+    """`filetrash run`'s --concurrency default is written out in the CLI (it does not import
+    the loop to build its parser): it must stay the loop's; --batch-size leaves it to the loop,
+    which sizes batches for batch handlers and in-flight messages for the others."""
+    from handwritten import cli
+
+    args = cli.build_parser().parse_args(["run", "trash-processor"])
+    settings = ConsumeSettings(batch_size=args.batch_size, concurrency=args.concurrency)
+    assert settings == ConsumeSettings()
+    assert (settings.batch_for(True), settings.batch_for(False)) == (256, 64)
+    assert ConsumeSettings(batch_size=8).batch_for(True) == 8

@@ -43,3 +43,26 @@ def test_json_log_lines_name_the_trace_of_the_message_being_handled() -> None:
         line = json.loads(JsonFormatter().format(record))
     assert line["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert "trace_id" not in json.loads(JsonFormatter().format(record))
+
+
+def test_without_an_sdk_the_short_cut_gives_what_the_api_gives(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`caused_by` skips the OpenTelemetry API when no SDK is configured (it runs per event);
+    the API, asked anyway, carries the cause's context unchanged just the same."""
+    cause = {"traceparent": PARENT, "tracestate": "k=v"}
+    assert not tracing._spans_made()
+    short_cut = tracing.caused_by(cause)
+    monkeypatch.setattr(tracing, "_spans_made", lambda: True)
+    assert tracing.caused_by(cause) == short_cut == cause
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", tracing.caused_by(None)["traceparent"])
+
+
+def test_json_log_lines_of_a_batch_name_each_of_its_traces_once() -> None:
+    other = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "handled", None, None)
+    with tracing.handling_batch(
+        [{"traceparent": PARENT}, None, {"traceparent": other}, {"traceparent": PARENT}]
+    ):
+        first = json.loads(JsonFormatter().format(record))
+        again = json.loads(JsonFormatter().format(record))
+    assert first["trace_ids"] == again["trace_ids"] == [PARENT[3:35], other[3:35]]
+    assert "trace_ids" not in json.loads(JsonFormatter().format(record))
