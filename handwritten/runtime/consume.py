@@ -88,6 +88,7 @@ from handwritten.runtime.deadletter import DeadLetterFailed, DeadLetterReason, d
 from handwritten.runtime.errors import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, is_jetstream_error
 from handwritten.runtime.jetstream import JetStreamPublisher, StreamFull
 from handwritten.runtime.pull import Pull, StreamingPull
+from handwritten.runtime.roles import PermissionRefused
 from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
 
 log = logging.getLogger(__name__)
@@ -302,16 +303,24 @@ def _missing_message(endpoint: ConsumerEndpoint[Any, Any], error: BaseException)
     return f"{what} does not exist: run `filetrash provision` to create the spec's topology"
 
 
-def stream_full(error: BaseException) -> StreamFull | None:
-    """The `StreamFull` behind `error` (itself, its cause or context), if any."""
+E = TypeVar("E", bound=BaseException)
+
+
+def _behind(error: BaseException, kind: type[E]) -> E | None:
+    """The `kind` error behind `error` (itself, its cause or context), if any."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, StreamFull):
+        if isinstance(current, kind):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def stream_full(error: BaseException) -> StreamFull | None:
+    """The `StreamFull` behind `error` (itself, its cause or context), if any."""
+    return _behind(error, StreamFull)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -796,6 +805,12 @@ class _Consumer:
 
     async def _failed(self, msg: Msg, error: BaseException) -> None:
         """A transient failure: retry later, or dead-letter it if this was the last delivery."""
+        if _behind(error, PermissionRefused) is not None:
+            # The server refused the service's role: the connection's hook is stopping the
+            # service and the command says why in one line. The message goes back untouched
+            # (no warning, no dead letter: nothing is wrong with it).
+            await self._nak(msg, 0)
+            return
         meta = msg.metadata
         try:
             max_deliver = (await self.refresh_config()).max_deliver or -1

@@ -340,6 +340,8 @@ async def test_a_handler_publishing_outside_its_role_stops_the_service_once(
         assert watch.refused is not None
         assert (watch.refused.role, watch.refused.subject) == ("trash-processor", "files.purged")
         assert handler.calls == 1, "stopped at the first refusal: no retry storm"
+        retries = [r for r in caplog.records if "failed on delivery" in r.getMessage()]
+        assert not retries, "the refusal is the one error: no retry warning beside it"
         info = await admin.jetstream().consumer_info(STREAM, "trash-processor")
         assert info.num_pending + info.num_ack_pending == 3, "nothing was acked"
     finally:
