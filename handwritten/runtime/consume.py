@@ -303,10 +303,10 @@ def _missing_message(endpoint: ConsumerEndpoint[Any, Any], error: BaseException)
     return f"{what} does not exist: run `filetrash provision` to create the spec's topology"
 
 
-E = TypeVar("E", bound=BaseException)
+Failure = TypeVar("Failure", bound=BaseException)
 
 
-def _behind(error: BaseException, kind: type[E]) -> E | None:
+def _behind(error: BaseException, kind: type[Failure]) -> Failure | None:
     """The `kind` error behind `error` (itself, its cause or context), if any."""
     seen: set[int] = set()
     current: BaseException | None = error
