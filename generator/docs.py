@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from generator.ir import Channel, Consumer, Document, Message, Operation, Stream
+from generator.ir import Channel, Consumer, Document, Message, Operation, Role, Stream
 from generator.render import TEMPLATES
 
 DOCS_PATH = Path("docs/spec.html")
@@ -368,8 +368,18 @@ def render_docs(doc: Document) -> str:
             consumer_settings=consumer_settings,
             stream_settings=stream_settings,
             consumers_of={s.name: _consumers(doc.receivers, s) for s in doc.streams},
+            role_grants=role_grants,
         )
     )
+
+
+def role_grants(role: Role) -> list[tuple[str, str]]:
+    """(`publish SUBJECT` or `subscribe SUBJECT`, why), every grant of the role; the admin
+    role's are the whole server."""
+    if role.reasons:
+        return list(role.reasons)
+    grants = [(f"publish {s}", "") for s in role.publish]
+    return grants + [(f"subscribe {s}", "") for s in role.subscribe]
 
 
 def render_diagram(doc: Document) -> str:

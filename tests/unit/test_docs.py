@@ -1,5 +1,5 @@
 """The spec's HTML page (`just docs`), read as a browser would read its markup: every message,
-channel, operation and stream has its section, every link lands, settings are in human
+channel, operation, stream and role has its section, every link lands, settings are in human
 units, nothing is loaded from anywhere, and no string from the spec becomes markup."""
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def test_every_part_of_the_spec_has_a_section_and_every_link_lands(name: str) ->
         | {anchor("channel", c.key) for c in doc.channels}
         | {anchor("operation", op.key) for op in doc.operations}
         | {anchor("stream", s.name) for s in doc.streams}
+        | {anchor("role", r.name) for r in doc.roles}
     )
     assert expected <= page.ids
     assert page.links, "no links"
@@ -62,6 +63,13 @@ def test_every_part_of_the_spec_has_a_section_and_every_link_lands(name: str) ->
     for message in doc.messages:
         for example_name, _ in message.examples:
             assert example_name in text
+    for role in doc.roles:  # every grant of every role, with its reason
+        for subject in role.publish:
+            assert f"publish {subject}" in text, (role.name, subject)
+        for subject in role.subscribe:
+            assert f"subscribe {subject}" in text, (role.name, subject)
+        for _, why in role.reasons:
+            assert why in text, (role.name, why)
 
 
 def test_settings_are_in_human_units() -> None:
