@@ -102,6 +102,13 @@ EVENT_TYPE_FIELD: Final = "eventType"
 FETCH_GRACE = 2.0
 """Seconds beyond twice the pull expiry after which a fetch counts as hung."""
 
+DEMAND_FLOOR = 16
+"""The smallest pull the loop asks for while it has room. It asks for twice what the last pull
+brought (at least this, at most `batch_size`): under a backlog that doubles up to the full
+batch in a few pulls; in a trickle a pull stays small, so that the request left open for its
+expiry does not collect a full batch of messages that all fail, each spending a delivery,
+when a dependency goes down before the loop backs off."""
+
 CONFIG_MAX_AGE = 30.0
 """Seconds the consumer's config (max_deliver, ack wait) is trusted before it is read again."""
 
@@ -124,7 +131,8 @@ class ConsumeSettings:
       statement, a commit, a flush, a pull request, a wake-up of nats-server and PostgreSQL)
       is then shared by four times as many as with 64, for a third less CPU per event — and
       64 for per-message handlers, whose in-flight messages all fail, each spending a
-      delivery, when a dependency goes down before the loop backs off (`batch_for`).
+      delivery, when a dependency goes down before the loop backs off (`batch_for`). A pull
+      asks for twice what the last one brought, from `DEMAND_FLOOR` up to this.
     - `concurrency`: batch handlers only — batches in flight at once, so that one batch is
       decoded while another waits on the database or its PubAcks.
     - `fetch_timeout`: lifetime (expiry) of each pull request, in seconds.
@@ -401,6 +409,8 @@ class _Consumer:
             Callable[[Sequence[tuple[Any, Delivery]]], Awaitable[BatchResult]] | None
         ) = handle_batch if callable(handle_batch) else None
         self.batch_size = settings.batch_for(self.handle_batch is not None)
+        self.demand = min(self.batch_size, DEMAND_FLOOR)
+        """What the next pull asks for at most: twice what the last one brought."""
         self.in_flight: dict[asyncio.Task[None], int] = {}
         """Running tasks, each with the number of messages it settles."""
         self.in_flight_messages = 0
@@ -416,10 +426,14 @@ class _Consumer:
         """How many messages the next pull may ask for."""
         settings, batch = self.settings, self.batch_size
         if self.handle_batch is None:
-            return batch - self.in_flight_messages
+            return min(self.demand, batch - self.in_flight_messages)
         if len(self.in_flight) >= settings.concurrency:
             return 0
-        return min(batch, batch * settings.concurrency - self.in_flight_messages)
+        return min(self.demand, batch * settings.concurrency - self.in_flight_messages)
+
+    def _brought(self, count: int) -> None:
+        """A pull brought `count` messages: ask for twice that next (see `DEMAND_FLOOR`)."""
+        self.demand = min(self.batch_size, max(DEMAND_FLOOR, 2 * count))
 
     async def run(self, sub: Pull) -> None:
         stopped = asyncio.ensure_future(self.stop.wait())
@@ -441,6 +455,7 @@ class _Consumer:
                     msgs = await self._fetch(sub, free)
                 except (nats.js.errors.FetchTimeoutError, nats.errors.TimeoutError, TimeoutError):
                     error_delay = 0.1
+                    self._brought(0)
                     continue  # nothing to do within the expiry (or the request was lost)
                 except nats.errors.ConnectionClosedError:
                     if self.nc.is_closed:
@@ -453,6 +468,7 @@ class _Consumer:
                     error_delay = min(error_delay * 2, 5.0)
                     continue
                 error_delay = 0.1
+                self._brought(len(msgs))
                 if msgs:
                     self.start(msgs)
                 elif time.monotonic() - pulled_at < self.settings.fetch_timeout / 2:
