@@ -2,8 +2,8 @@
 
 The generator hands pydantic everything it enforces as JSON Schema does (types, bounds,
 lengths, patterns, required, closed objects) and attaches the rest to each field as a small
-rule, `json_schema_extra={"x-wire": {...}}`, which `EventModel` applies to the raw value before
-pydantic parses it:
+rule, `json_schema_extra={"x-wire": {...}}`, which `EventModel` runs as a before-validator of
+that field, on the raw value before pydantic parses it:
 
 - `format`: the value is a string of that format (pydantic reads `uuid` without hyphens and
   `date-time` without seconds or as a number; `email` and the others it does not check);
@@ -146,14 +146,11 @@ def conform(value: Any, rule: Mapping[str, Any]) -> Any:
 Checker = Callable[[Any], Any]
 """One field's rule made a function: the value, conformed, or WireError."""
 
-FieldRule = tuple[str, str, Checker]
-"""(wire key, field name, checker) of one field."""
-
 
 def checker(rule: Mapping[str, Any]) -> Checker:
     """`conform(value, rule)` as a function of the value alone, with the common rules (a
-    format, an integer) specialised: the model validator runs one per field of every event
-    decoded, so the rule is read once here rather than key by key for each value."""
+    format, an integer) specialised: it runs for the field of every event decoded, so the rule
+    is read once here rather than key by key for each value."""
     if set(rule) == {"format"} and rule["format"] in FORMATS:
         check = FORMATS[rule["format"]][0]
         parsed = _PARSED.get(rule["format"])
@@ -173,36 +170,3 @@ def checker(rule: Mapping[str, Any]) -> Checker:
 
         return conform_integer
     return lambda value: conform(value, rule)
-
-
-def field_rules(fields: Mapping[str, Any]) -> tuple[FieldRule, ...]:
-    """The rules of a model's fields (pydantic FieldInfos), from their `json_schema_extra`."""
-    rules = []
-    for name, info in fields.items():
-        extra = info.json_schema_extra
-        rule = extra.get(WIRE_KEY) if isinstance(extra, dict) else None
-        if isinstance(rule, dict):
-            rules.append((info.alias or name, name, checker(rule)))
-    return tuple(rules)
-
-
-def conform_fields(data: dict[str, Any], rules: tuple[FieldRule, ...]) -> dict[str, Any]:
-    """`data` with each field's rule applied; a new dict when a value was normalised."""
-    result = data
-    for key, name, check in rules:
-        if key in data:
-            where = key
-        elif name in data:
-            where = name
-        else:
-            continue
-        value = data[where]
-        try:
-            new = check(value)
-        except WireError as exc:
-            raise WireError(f"{key}: {exc}") from None
-        if new is not value:
-            if result is data:
-                result = dict(data)
-            result[where] = new
-    return result
