@@ -51,6 +51,7 @@ from handwritten.runtime.contract import (
     Publish,
     PublishMany,
     PublishResult,
+    trusted,
 )
 from handwritten.runtime.logging import short_id
 from handwritten.runtime.registry import Service, ServiceResources
@@ -113,7 +114,36 @@ def new_trash_entry(
 
 
 def placed_in_trash_event(row: queries.TrashRow) -> FilePlacedInTrashEvent:
-    """The trash event of a stored row; a pure function of the row, so retries agree."""
+    """The trash event of a stored row; a pure function of the row, so retries agree.
+
+    Built without validating (`contract.trusted`): every value comes from the validated
+    deletion it answers or from the row PostgreSQL returned, with the types the model holds.
+    tests/app/test_trash_event.py holds it, field for field and byte for byte, to
+    `validated_trash_event`."""
+    return trusted(
+        FilePlacedInTrashEvent,
+        {
+            "event_id": ids.trash_event_id(row.original_event_id),
+            "event_type": "FilePlacedInTrashEvent",
+            "timestamp": row.stored_at,
+            "data": trusted(
+                TrashEntry,
+                {
+                    "trash_id": row.id,
+                    "file_id": row.file_id,
+                    "file_name": row.file_name,
+                    "user_id": row.user_id,
+                    "trashed_at": row.trashed_at,
+                    "expires_at": row.expires_at,
+                    "original_event_id": row.original_event_id,
+                },
+            ),
+        },
+    )
+
+
+def validated_trash_event(row: queries.TrashRow) -> FilePlacedInTrashEvent:
+    """`placed_in_trash_event(row)` through the model's validating constructor."""
     return FilePlacedInTrashEvent(
         event_id=ids.trash_event_id(row.original_event_id),
         event_type="FilePlacedInTrashEvent",
