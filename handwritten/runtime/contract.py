@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
 from handwritten.runtime.addresses import Address
-from handwritten.runtime.wire import WIRE_KEY, checker
+from handwritten.runtime.wire import FORMATS, PARSED_PATTERNS, WIRE_KEY, checker
 
 HandlerT = TypeVar("HandlerT")
 EventT = TypeVar("EventT")
@@ -163,9 +163,36 @@ def _attach_wire_rules(cls: type[BaseModel], schema: CoreSchema) -> None:
         inner = holder["schema"]
         if inner.get("metadata", {}).get(WIRE_KEY) is not None:
             continue  # already attached (the schema is reused when the model is nested)
-        holder["schema"] = core_schema.no_info_before_validator_function(
-            checker(rule), inner, metadata={WIRE_KEY: rule}
-        )
+        holder["schema"] = _with_rule(rule, inner)
+
+
+_PARSED_TYPES = {"date": "date", "date-time": "datetime", "uuid": "uuid"}
+"""The core schema type of a field that holds each parsed format."""
+
+
+def _with_rule(rule: dict[str, Any], inner: CoreSchema) -> CoreSchema:
+    """`inner` preceded by `rule`: for a format pydantic parses (a uuid, a date-time), on the
+    wire a pattern checked by pydantic's own string validation and then the parse (see
+    wire.PARSED_PATTERNS), with no Python call; otherwise, and for Python values, the rule's
+    checker as a before-validator."""
+    checked = core_schema.no_info_before_validator_function(checker(rule), inner)
+    name = rule.get("format")
+    if (
+        set(rule) != {"format"}
+        or not isinstance(name, str)
+        or _PARSED_TYPES.get(name) != inner.get("type")
+    ):
+        return {**checked, "metadata": {WIRE_KEY: rule}}
+    on_the_wire = core_schema.custom_error_schema(
+        core_schema.chain_schema(
+            [core_schema.str_schema(strict=True, pattern=PARSED_PATTERNS[name]), inner]
+        ),
+        custom_error_type="wire_format",
+        custom_error_message=f"Input should be {FORMATS[name][1]}",
+    )
+    return core_schema.json_or_python_schema(
+        json_schema=on_the_wire, python_schema=checked, metadata={WIRE_KEY: rule}
+    )
 
 
 def _model_fields_schema(cls: type[BaseModel], schema: Any) -> dict[str, Any]:

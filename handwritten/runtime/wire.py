@@ -96,6 +96,23 @@ FORMATS: Mapping[str, tuple[Callable[[str], bool], str]] = {
 }
 """Each supported `format`: its check, and what a value must be, for the error message."""
 
+_YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+_MONTH_DAY = "(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+PARSED_PATTERNS: Mapping[str, str] = {
+    "date": f"^{_YEAR}-{_MONTH_DAY}$",
+    "date-time": (
+        f"^{_YEAR}-{_MONTH_DAY}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+        "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+    ),
+    "uuid": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+}
+"""For the formats whose field pydantic parses (`_PARSED`), a pattern that, with that parse,
+accepts on the wire exactly what the format's check accepts: each value the check refuses
+either fails the pattern (no year 0, hour 24, minute or second 60, month 13, day 32) or
+names a day its month lacks (30 February), which pydantic cannot make a date of. `EventModel`
+checks these in pydantic's own (Rust) string validation, with no Python call per value;
+tests/unit/test_formats.py holds pattern and parse to the check."""
+
 _PARSED: Mapping[str, type] = {"date": date, "date-time": datetime, "uuid": UUID}
 """Formats whose field holds a parsed value: in Python (not on the wire) that value is fine."""
 
