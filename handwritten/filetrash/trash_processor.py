@@ -175,6 +175,8 @@ class TrashProcessor:
             raise ValueError(f"retention must be positive, not {retention}")
         self._pool = pool
         self._js = js
+        self._many = js if isinstance(js, PublishMany) else None
+        """`js` when it publishes batches (a runtime-checkable protocol: checked once here)."""
         self._publish = PublishFilePlacedInTrash(js)
         self._retention = retention
         self._faults = faults
@@ -287,7 +289,7 @@ class TrashProcessor:
     ) -> Sequence[PublishResult | BaseException]:
         """Publish concurrently and wait for every PubAck: in one go through `publish_many`
         when the publisher has it, else one task per event."""
-        if not isinstance(self._js, PublishMany):
+        if self._many is None:
             return await asyncio.gather(
                 *(
                     self._publish.publish(event, headers=h)
@@ -299,7 +301,7 @@ class TrashProcessor:
         publisher = PublishFilePlacedInTrash(rendered)
         for trash_event, h in zip(trash_events, headers, strict=True):
             await publisher.publish(trash_event, headers=h)
-        return await self._js.publish_many(rendered.messages)
+        return await self._many.publish_many(rendered.messages)
 
     async def _announce_batch(
         self,
