@@ -51,6 +51,7 @@ from handwritten.runtime.contract import (
     Publish,
     PublishMany,
     PublishResult,
+    trusted,
 )
 from handwritten.runtime.logging import short_id
 from handwritten.runtime.registry import Service, ServiceResources
@@ -113,7 +114,36 @@ def new_trash_entry(
 
 
 def placed_in_trash_event(row: queries.TrashRow) -> FilePlacedInTrashEvent:
-    """The trash event of a stored row; a pure function of the row, so retries agree."""
+    """The trash event of a stored row; a pure function of the row, so retries agree.
+
+    Built without validating (`contract.trusted`): every value comes from the validated
+    deletion it answers or from the row PostgreSQL returned, with the types the model holds.
+    tests/app/test_trash_event.py holds it, field for field and byte for byte, to
+    `validated_trash_event`."""
+    return trusted(
+        FilePlacedInTrashEvent,
+        {
+            "event_id": ids.trash_event_id(row.original_event_id),
+            "event_type": "FilePlacedInTrashEvent",
+            "timestamp": row.stored_at,
+            "data": trusted(
+                TrashEntry,
+                {
+                    "trash_id": row.id,
+                    "file_id": row.file_id,
+                    "file_name": row.file_name,
+                    "user_id": row.user_id,
+                    "trashed_at": row.trashed_at,
+                    "expires_at": row.expires_at,
+                    "original_event_id": row.original_event_id,
+                },
+            ),
+        },
+    )
+
+
+def validated_trash_event(row: queries.TrashRow) -> FilePlacedInTrashEvent:
+    """`placed_in_trash_event(row)` through the model's validating constructor."""
     return FilePlacedInTrashEvent(
         event_id=ids.trash_event_id(row.original_event_id),
         event_type="FilePlacedInTrashEvent",
@@ -145,6 +175,8 @@ class TrashProcessor:
             raise ValueError(f"retention must be positive, not {retention}")
         self._pool = pool
         self._js = js
+        self._many = js if isinstance(js, PublishMany) else None
+        """`js` when it publishes batches (a runtime-checkable protocol: checked once here)."""
         self._publish = PublishFilePlacedInTrash(js)
         self._retention = retention
         self._faults = faults
@@ -257,7 +289,7 @@ class TrashProcessor:
     ) -> Sequence[PublishResult | BaseException]:
         """Publish concurrently and wait for every PubAck: in one go through `publish_many`
         when the publisher has it, else one task per event."""
-        if not isinstance(self._js, PublishMany):
+        if self._many is None:
             return await asyncio.gather(
                 *(
                     self._publish.publish(event, headers=h)
@@ -269,7 +301,7 @@ class TrashProcessor:
         publisher = PublishFilePlacedInTrash(rendered)
         for trash_event, h in zip(trash_events, headers, strict=True):
             await publisher.publish(trash_event, headers=h)
-        return await self._js.publish_many(rendered.messages)
+        return await self._many.publish_many(rendered.messages)
 
     async def _announce_batch(
         self,

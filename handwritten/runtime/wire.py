@@ -2,8 +2,8 @@
 
 The generator hands pydantic everything it enforces as JSON Schema does (types, bounds,
 lengths, patterns, required, closed objects) and attaches the rest to each field as a small
-rule, `json_schema_extra={"x-wire": {...}}`, which `EventModel` applies to the raw value before
-pydantic parses it:
+rule, `json_schema_extra={"x-wire": {...}}`, which `EventModel` runs as a before-validator of
+that field, on the raw value before pydantic parses it:
 
 - `format`: the value is a string of that format (pydantic reads `uuid` without hyphens and
   `date-time` without seconds or as a number; `email` and the others it does not check);
@@ -96,6 +96,23 @@ FORMATS: Mapping[str, tuple[Callable[[str], bool], str]] = {
 }
 """Each supported `format`: its check, and what a value must be, for the error message."""
 
+_YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+_MONTH_DAY = "(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+PARSED_PATTERNS: Mapping[str, str] = {
+    "date": f"^{_YEAR}-{_MONTH_DAY}$",
+    "date-time": (
+        f"^{_YEAR}-{_MONTH_DAY}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+        "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+    ),
+    "uuid": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+}
+"""For the formats whose field pydantic parses (`_PARSED`), a pattern that, with that parse,
+accepts on the wire exactly what the format's check accepts: each value the check refuses
+either fails the pattern (no year 0, hour 24, minute or second 60, month 13, day 32) or
+names a day its month lacks (30 February), which pydantic cannot make a date of. `EventModel`
+checks these in pydantic's own (Rust) string validation, with no Python call per value;
+tests/unit/test_formats.py holds pattern and parse to the check."""
+
 _PARSED: Mapping[str, type] = {"date": date, "date-time": datetime, "uuid": UUID}
 """Formats whose field holds a parsed value: in Python (not on the wire) that value is fine."""
 
@@ -146,14 +163,11 @@ def conform(value: Any, rule: Mapping[str, Any]) -> Any:
 Checker = Callable[[Any], Any]
 """One field's rule made a function: the value, conformed, or WireError."""
 
-FieldRule = tuple[str, str, Checker]
-"""(wire key, field name, checker) of one field."""
-
 
 def checker(rule: Mapping[str, Any]) -> Checker:
     """`conform(value, rule)` as a function of the value alone, with the common rules (a
-    format, an integer) specialised: the model validator runs one per field of every event
-    decoded, so the rule is read once here rather than key by key for each value."""
+    format, an integer) specialised: it runs for the field of every event decoded, so the rule
+    is read once here rather than key by key for each value."""
     if set(rule) == {"format"} and rule["format"] in FORMATS:
         check = FORMATS[rule["format"]][0]
         parsed = _PARSED.get(rule["format"])
@@ -173,36 +187,3 @@ def checker(rule: Mapping[str, Any]) -> Checker:
 
         return conform_integer
     return lambda value: conform(value, rule)
-
-
-def field_rules(fields: Mapping[str, Any]) -> tuple[FieldRule, ...]:
-    """The rules of a model's fields (pydantic FieldInfos), from their `json_schema_extra`."""
-    rules = []
-    for name, info in fields.items():
-        extra = info.json_schema_extra
-        rule = extra.get(WIRE_KEY) if isinstance(extra, dict) else None
-        if isinstance(rule, dict):
-            rules.append((info.alias or name, name, checker(rule)))
-    return tuple(rules)
-
-
-def conform_fields(data: dict[str, Any], rules: tuple[FieldRule, ...]) -> dict[str, Any]:
-    """`data` with each field's rule applied; a new dict when a value was normalised."""
-    result = data
-    for key, name, check in rules:
-        if key in data:
-            where = key
-        elif name in data:
-            where = name
-        else:
-            continue
-        value = data[where]
-        try:
-            new = check(value)
-        except WireError as exc:
-            raise WireError(f"{key}: {exc}") from None
-        if new is not value:
-            if result is data:
-                result = dict(data)
-            result[where] = new
-    return result

@@ -15,7 +15,11 @@ import pytest
 from generated.publishers import PublishFilePlacedInTrash
 from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.filetrash.publisher import DeletionSimulator
-from handwritten.filetrash.trash_processor import new_trash_entry, placed_in_trash_event
+from handwritten.filetrash.trash_processor import (
+    new_trash_entry,
+    placed_in_trash_event,
+    validated_trash_event,
+)
 from handwritten.runtime.migrate import migrate
 
 pytestmark = pytest.mark.integration
@@ -62,6 +66,11 @@ async def test_an_inserted_row_equals_the_row_read_back_and_so_does_its_trash_ev
         sent = PublishFilePlacedInTrash.subject, placed_in_trash_event(inserted[0])
         resent = PublishFilePlacedInTrash.subject, placed_in_trash_event(found[0])
         assert sent[1].model_dump_json(by_alias=True) == resent[1].model_dump_json(by_alias=True)
+        # Built unvalidated from a row asyncpg read back (its own UUID type), it is still
+        # the event the validating constructor makes.
+        for row in (inserted[0], found[0]):
+            validated = validated_trash_event(row).model_dump_json(by_alias=True)
+            assert placed_in_trash_event(row).model_dump_json(by_alias=True) == validated
 
 
 async def test_sequences_are_recorded_row_by_row_and_only_once(pool: asyncpg.Pool) -> None:

@@ -5,15 +5,20 @@ random text; decimal `multipleOf` and ECMA 262 patterns read alike on both sides
 
 from __future__ import annotations
 
+import json
 import string
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
+from uuid import UUID as UUID_
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import AwareDatetime, Field, ValidationError
 
 from generator import formats
 from handwritten.runtime import wire
+from handwritten.runtime.contract import EventModel
 
 # Digits that are digits to Python's `str.isdigit` and `\d`, but not to JSON Schema's formats.
 ARABIC_ONE = "\u0661"  # ١
@@ -428,3 +433,60 @@ def _valid(schema: dict[str, Any], instance: object) -> bool:
 )
 def test_validator(schema: dict[str, Any], instance: object, valid: bool) -> None:
     assert _valid(schema, instance) is valid
+
+
+# --- the formats pydantic parses: pattern and parse on the wire ------------------------------
+
+
+class _Parsed(EventModel):
+    """A field of each format whose value pydantic parses, with its wire rule."""
+
+    date_: Annotated[date, Field(alias="date", json_schema_extra={"x-wire": {"format": "date"}})]
+    date_time: Annotated[
+        AwareDatetime,
+        Field(alias="date-time", json_schema_extra={"x-wire": {"format": "date-time"}}),
+    ]
+    uuid: Annotated[UUID_, Field(json_schema_extra={"x-wire": {"format": "uuid"}})]
+
+
+_VALID = {"date": "2024-02-29", "date-time": "2024-02-29T23:59:59Z", "uuid": UUID}
+
+
+def _model_says(name: str, text: str) -> bool:
+    """Whether an event with `text` as its field of format `name` decodes from JSON."""
+    try:
+        _Parsed.model_validate_json(json.dumps({**_VALID, name: text}))
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(wire.PARSED_PATTERNS))
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_pattern_and_parse_read_the_parsed_formats_as_the_generator_does(
+    name: str, data: st.DataObject
+) -> None:
+    """`EventModel` checks uuid, date and date-time on the wire by a pattern in pydantic's own
+    string validation followed by pydantic's parse (wire.PARSED_PATTERNS): together they must
+    accept exactly what the format's definition accepts."""
+    near = st.one_of(_near(name), _SAMPLES, st.sampled_from(sorted(CORPUS[name])))
+    text = data.draw(st.one_of(near, _EDGES[name]))
+    assert _model_says(name, text) is formats.FORMATS[name](text), text
+
+
+_EDGES = {
+    "date": st.sampled_from(
+        ["0000-01-01", "2023-02-29", "2024-02-29", "2024-04-31", "2024-13-01", "2024-00-10"]
+    ),
+    "date-time": st.builds(
+        "{}T{}:{}:{}{}{}".format,
+        st.sampled_from(["0000-01-01", "0001-01-01", "2023-02-29", "2024-02-29", "2024-06-31"]),
+        st.sampled_from(["00", "23", "24"]),
+        st.sampled_from(["00", "59", "60"]),
+        st.sampled_from(["00", "59", "60"]),
+        st.sampled_from(["", ".1", ".1234567", ".000000001"]),
+        st.sampled_from(["Z", "z", "+23:59", "-24:00", "+05:60", ""]),
+    ),
+    "uuid": st.uuids().map(str) | st.uuids().map(lambda u: u.hex),
+}

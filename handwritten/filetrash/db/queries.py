@@ -3,15 +3,18 @@
 The tables are created by the migrations next to this module. Each write is idempotent
 against redelivery: it is keyed on the id of the event that caused it, and returns whether it
 changed anything, so that a service can tell a first delivery from a repeated one.
+
+The rows and entries made for each event handled are NamedTuples: as immutable as a frozen
+dataclass, and made at half its cost (which sets each field through `object.__setattr__`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 
@@ -30,8 +33,7 @@ class Connection(Protocol):
 # --- trashed_files ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TrashRow:
+class TrashRow(NamedTuple):
     """A row of `trashed_files`, as stored (timestamps in UTC, as PostgreSQL returns them)."""
 
     id: UUID
@@ -54,13 +56,14 @@ class TrashRow:
         return cls(*(record[name] for name in _TRASH_ROW_FIELDS))
 
 
-_TRASH_ROW_FIELDS = tuple(field.name for field in fields(TrashRow))
+_TRASH_ROW_FIELDS = TrashRow._fields
 
 _TRASH_COLUMNS = ", ".join(_TRASH_ROW_FIELDS)
 
 
-@dataclass(frozen=True, slots=True)
-class NewTrashEntry:
+class NewTrashEntry(NamedTuple):
+    """The row a deletion is to become."""
+
     id: UUID
     file_id: UUID
     file_name: str
@@ -295,8 +298,7 @@ async def append_audit_entry(
     return _affected(status) == 1
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
     """One row of `audit_log`; `payload` is the event as JSON text."""
 
     event_id: UUID
@@ -386,8 +388,7 @@ async def count_event(
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class CountedEvent:
+class CountedEvent(NamedTuple):
     """One event for the analytics counters."""
 
     event_id: UUID
@@ -502,8 +503,7 @@ async def enqueue_cleanup(
     return _affected(status) == 1
 
 
-@dataclass(frozen=True, slots=True)
-class CleanupEntry:
+class CleanupEntry(NamedTuple):
     """One row of `cleanup_queue`."""
 
     event_id: UUID
@@ -556,8 +556,7 @@ async def add_notification(
     return _affected(status) == 1
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(NamedTuple):
     """One row of `user_notifications`."""
 
     event_id: UUID
