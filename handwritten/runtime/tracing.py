@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,10 +44,27 @@ def new_traceparent() -> str:
 
 def _spans_made() -> bool:
     """Whether an OpenTelemetry SDK is configured. Without one the API makes no spans and a
-    cause's context travels unchanged, so `caused_by` can skip the API (it runs per event)."""
-    return not isinstance(
+    cause's context travels unchanged, so `caused_by` can skip the API (it runs per event).
+
+    Asking the API costs 2 µs (an environment lookup and an ABC isinstance), so the answer is
+    kept: for good once an SDK is there (the API sets a provider once only), else for
+    `_RECHECK` seconds — an SDK configured later is seen within that."""
+    global _sdk_checked_at, _sdk_found
+    if _sdk_found:
+        return True
+    now = time.monotonic()
+    if now - _sdk_checked_at < _RECHECK:
+        return False
+    _sdk_checked_at = now
+    _sdk_found = not isinstance(
         trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
     )
+    return _sdk_found
+
+
+_RECHECK = 1.0
+_sdk_checked_at = -_RECHECK
+_sdk_found = False
 
 
 def caused_by(cause: Mapping[str, str] | None = None, *, name: str = "publish") -> dict[str, str]:

@@ -66,3 +66,34 @@ def test_json_log_lines_of_a_batch_name_each_of_its_traces_once() -> None:
         again = json.loads(JsonFormatter().format(record))
     assert first["trace_ids"] == again["trace_ids"] == [PARENT[3:35], other[3:35]]
     assert "trace_ids" not in json.loads(JsonFormatter().format(record))
+
+
+def test_whether_an_sdk_is_configured_is_asked_once_a_second_and_kept_once_found(  # type: ignore[no-untyped-def]
+    monkeypatch,
+) -> None:
+    """`_spans_made` runs per event: it asks the API at most every `_RECHECK` seconds while no
+    SDK is there, and never again once one is (the API sets a provider only once)."""
+    from opentelemetry import trace
+
+    monkeypatch.setattr(tracing, "_sdk_found", False)
+    monkeypatch.setattr(tracing, "_sdk_checked_at", -tracing._RECHECK)
+    asked: list[object] = []
+    provider: object = trace.get_tracer_provider()
+
+    def asking() -> object:
+        asked.append(provider)
+        return provider
+
+    monkeypatch.setattr(tracing.trace, "get_tracer_provider", asking)
+    assert not tracing._spans_made() and not tracing._spans_made()
+    assert len(asked) == 1
+
+    class Sdk(trace.TracerProvider):
+        def get_tracer(self, *args: object, **kwargs: object) -> trace.Tracer:
+            return trace.NoOpTracer()
+
+    provider = Sdk()
+    monkeypatch.setattr(tracing, "_RECHECK", 0.0)
+    assert tracing._spans_made()
+    provider = trace.NoOpTracerProvider()
+    assert tracing._spans_made() and len(asked) == 2
