@@ -22,7 +22,7 @@ from generated.consumers import ANALYTICS_SERVICE, AnalyticsServiceEvent, Analyt
 from generated.models import FileDeletedEvent, FilePlacedInTrashEvent, FilePurgedEvent
 from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import BatchResult, Delivery
-from handwritten.runtime.logging import short_id
+from handwritten.runtime.logging import log_batch_count, short_id
 from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("analytics-service")
@@ -160,15 +160,13 @@ def _log_counted_batch(
             last,
             extra={"step": "counted", "count": count, "event_type": event_type},
         )
-    repeats = len(items) - sum(new.values())
-    if repeats:
-        log.info(
-            "📊 Already counted: %d events [seq: %d..%d]",
-            repeats,
-            first,
-            last,
-            extra={"step": "already-counted", "count": repeats},
-        )
+    log_batch_count(
+        log,
+        "📊 Already counted: %d events",
+        len(items) - sum(new.values()),
+        sequences,
+        "already-counted",
+    )
 
 
 def _analytics(resources: ServiceResources) -> AnalyticsServiceHandler:

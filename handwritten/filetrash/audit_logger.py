@@ -17,7 +17,7 @@ from generated.consumers import AUDIT_LOGGER, AuditLoggerHandler
 from generated.models import FileDeletedEvent
 from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import BatchResult, Delivery
-from handwritten.runtime.logging import short_id
+from handwritten.runtime.logging import log_batch_count, short_id
 from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("audit-logger")
@@ -88,24 +88,14 @@ def _log_audited(event: FileDeletedEvent, delivery: Delivery, added: bool) -> No
 
 def _log_audited_batch(items: Sequence[tuple[FileDeletedEvent, Delivery]], added: int) -> None:
     sequences = [delivery.stream_seq for _, delivery in items]
-    first, last = min(sequences), max(sequences)
-    if added:
-        log.info(
-            "📝 Audited FileDeletedEvent: %d events [seq: %d..%d]",
-            added,
-            first,
-            last,
-            extra={"step": "audited", "count": added},
-        )
-    if added < len(items):
-        repeats = len(items) - added
-        log.info(
-            "📝 Already audited FileDeletedEvent: %d events [seq: %d..%d]",
-            repeats,
-            first,
-            last,
-            extra={"step": "already-audited", "count": repeats},
-        )
+    log_batch_count(log, "📝 Audited FileDeletedEvent: %d events", added, sequences, "audited")
+    log_batch_count(
+        log,
+        "📝 Already audited FileDeletedEvent: %d events",
+        len(items) - added,
+        sequences,
+        "already-audited",
+    )
 
 
 def _audit_logger(resources: ServiceResources) -> AuditLoggerHandler:

@@ -17,7 +17,7 @@ from generated.consumers import CLEANUP_SERVICE, CleanupServiceHandler
 from generated.models import FileDeletedEvent
 from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import BatchResult, Delivery
-from handwritten.runtime.logging import short_id
+from handwritten.runtime.logging import log_batch_count, short_id
 from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("cleanup-service")
@@ -84,24 +84,10 @@ def _log_queued(event: FileDeletedEvent, delivery: Delivery, queued: bool) -> No
 
 def _log_queued_batch(items: Sequence[tuple[FileDeletedEvent, Delivery]], queued: int) -> None:
     sequences = [delivery.stream_seq for _, delivery in items]
-    first, last = min(sequences), max(sequences)
-    if queued:
-        log.info(
-            "🧹 Queued for cleanup: %d files [seq: %d..%d]",
-            queued,
-            first,
-            last,
-            extra={"step": "queued", "count": queued},
-        )
-    if queued < len(items):
-        repeats = len(items) - queued
-        log.info(
-            "🧹 Already queued: %d files [seq: %d..%d]",
-            repeats,
-            first,
-            last,
-            extra={"step": "already-queued", "count": repeats},
-        )
+    log_batch_count(log, "🧹 Queued for cleanup: %d files", queued, sequences, "queued")
+    log_batch_count(
+        log, "🧹 Already queued: %d files", len(items) - queued, sequences, "already-queued"
+    )
 
 
 def _cleanup(resources: ServiceResources) -> CleanupServiceHandler:

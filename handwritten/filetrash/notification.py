@@ -17,7 +17,7 @@ from generated.consumers import NOTIFICATION_SERVICE, NotificationServiceHandler
 from generated.models import FilePlacedInTrashEvent
 from handwritten.filetrash.db import MIGRATIONS, queries
 from handwritten.runtime.contract import BatchResult, Delivery
-from handwritten.runtime.logging import short_id
+from handwritten.runtime.logging import log_batch_count, short_id
 from handwritten.runtime.registry import Service, ServiceResources
 
 log = logging.getLogger("notification-service")
@@ -106,15 +106,13 @@ def _log_notified_batch(
             last,
             extra={"step": "notified", "count": added},
         )
-    if added < len(items):
-        repeats = len(items) - added
-        log.info(
-            "🔔 Already notified: %d trash events [seq: %d..%d]",
-            repeats,
-            first,
-            last,
-            extra={"step": "already-notified", "count": repeats},
-        )
+    log_batch_count(
+        log,
+        "🔔 Already notified: %d trash events",
+        len(items) - added,
+        sequences,
+        "already-notified",
+    )
 
 
 def _notification(resources: ServiceResources) -> NotificationServiceHandler:

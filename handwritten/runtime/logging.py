@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -30,6 +31,21 @@ def short_id(value: UUID | str) -> str:
     """The first 8 characters and an ellipsis: enough to grep for, short enough to read."""
     text = str(value)
     return text if len(text) <= 8 else f"{text[:8]}..."
+
+
+def log_batch_count(
+    logger: logging.Logger, line: str, count: int, sequences: Sequence[int], step: str
+) -> None:
+    """One line for `count` messages of a batch: `line` (a fixed text with one `%d`, the
+    count) and the batch's stream sequences as `[seq: first..last]`; nothing when it is 0."""
+    if count:
+        logger.info(
+            line + " [seq: %d..%d]",
+            count,
+            min(sequences),
+            max(sequences),
+            extra={"step": step, "count": count},
+        )
 
 
 def _one_line(text: str) -> str:
