@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 
@@ -310,11 +310,25 @@ class AuditEntry(NamedTuple):
     payload: str
 
 
+class _ByEvent(Protocol):
+    @property
+    def event_id(self) -> UUID: ...
+
+
+_Row = TypeVar("_Row", bound=_ByEvent)
+
+
+def _each_event_once(rows: Sequence[_Row]) -> list[_Row]:
+    """A batch's rows for one statement: each event once (its first row), in event id order, so
+    that overlapping batches lock rows in one order and wait for each other, never deadlock."""
+    return sorted({r.event_id: r for r in reversed(rows)}.values(), key=lambda r: r.event_id)
+
+
 async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> set[UUID]:
     """`append_audit_entry` for a batch, in one statement: the event ids added now (the
     others were there before, or twice in the batch). Rows go in in event id order, so that
     two overlapping batches wait for each other instead of deadlocking."""
-    batch = sorted({e.event_id: e for e in reversed(entries)}.values(), key=lambda e: e.event_id)
+    batch = _each_event_once(entries)
     if not batch:
         return set()
     records = await conn.fetch(
@@ -405,7 +419,7 @@ async def count_events(conn: Connection, events: Sequence[CountedEvent]) -> set[
     Call it inside a transaction. Three statements, each for the whole batch: the processed
     event rows, then the per-type counters, then the per-user counters, each in key order, so
     that concurrent batches lock the counters in one order and never deadlock."""
-    batch = sorted({e.event_id: e for e in reversed(events)}.values(), key=lambda e: e.event_id)
+    batch = _each_event_once(events)
     if not batch:
         return set()
     records = await conn.fetch(
@@ -516,7 +530,7 @@ class CleanupEntry(NamedTuple):
 async def enqueue_cleanups(conn: Connection, entries: Sequence[CleanupEntry]) -> set[UUID]:
     """`enqueue_cleanup` for a batch, in one statement (rows in event id order): the event
     ids queued now."""
-    batch = sorted({e.event_id: e for e in reversed(entries)}.values(), key=lambda e: e.event_id)
+    batch = _each_event_once(entries)
     if not batch:
         return set()
     records = await conn.fetch(
@@ -568,7 +582,7 @@ class Notification(NamedTuple):
 async def add_notifications(conn: Connection, notes: Sequence[Notification]) -> set[UUID]:
     """`add_notification` for a batch, in one statement (rows in event id order): the event
     ids whose notification was stored now."""
-    batch = sorted({n.event_id: n for n in reversed(notes)}.values(), key=lambda n: n.event_id)
+    batch = _each_event_once(notes)
     if not batch:
         return set()
     records = await conn.fetch(
