@@ -26,8 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable, Iterable
 from datetime import UTC, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID, uuid5
 
 import asyncpg
@@ -176,6 +177,15 @@ FROM trashed_files WHERE original_event_id = ANY($1::uuid[])
 """
 
 
+T = TypeVar("T")
+
+
+def once_each(items: Iterable[T], event_id: Callable[[T], UUID]) -> list[T]:
+    """Each event of a batch once, in event id order (one row per key in a statement; locks
+    taken in one order by overlapping batches)."""
+    return sorted({event_id(item): item for item in items}.values(), key=event_id)
+
+
 def build(service: str, nats_url: str, database_url: str, batch: int) -> FastStream:
     broker = NatsBroker(nats_url)
     app = FastStream(broker)
@@ -206,7 +216,7 @@ def build(service: str, nats_url: str, database_url: str, batch: int) -> FastStr
 
         @subscriber("files.deleted", "trash-processor")
         async def place_in_trash(events: list[FileDeleted], message: Batch, pool: Pool) -> None:
-            unique = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+            unique = once_each(events, lambda e: e.event_id)
             trash_ids = [uuid5(NAMESPACE, f"trash:{e.event_id}") for e in unique]
             rows = await pool.fetch(
                 TRASH_INSERT,
@@ -246,10 +256,7 @@ def build(service: str, nats_url: str, database_url: str, batch: int) -> FastStr
         @subscriber("files.deleted", "audit-logger")
         async def audit(events: list[FileDeleted], message: Batch, pool: Pool) -> None:
             raws = message.raw_message
-            unique = sorted(
-                {e.event_id: (e, m) for e, m in zip(events, raws, strict=True)}.values(),
-                key=lambda p: p[0].event_id,
-            )
+            unique = once_each(zip(events, raws, strict=True), lambda p: p[0].event_id)
             await pool.execute(
                 AUDIT_INSERT,
                 [e.event_id for e, _ in unique],
@@ -267,10 +274,7 @@ def build(service: str, nats_url: str, database_url: str, batch: int) -> FastStr
         @subscriber("files.>", "analytics-service")
         async def count(events: list[FileEvent], message: Batch, pool: Pool) -> None:
             raws = message.raw_message
-            unique = sorted(
-                {e.event_id: (e, m) for e, m in zip(events, raws, strict=True)}.values(),
-                key=lambda p: p[0].event_id,
-            )
+            unique = once_each(zip(events, raws, strict=True), lambda p: p[0].event_id)
             await pool.execute(
                 ANALYTICS_COUNT,
                 [e.event_id for e, _ in unique],
@@ -285,7 +289,7 @@ def build(service: str, nats_url: str, database_url: str, batch: int) -> FastStr
 
         @subscriber("files.deleted", "cleanup-service")
         async def queue_cleanup(events: list[FileDeleted], message: Batch, pool: Pool) -> None:
-            unique = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+            unique = once_each(events, lambda e: e.event_id)
             await pool.execute(
                 CLEANUP_INSERT,
                 [e.event_id for e in unique],
@@ -300,7 +304,7 @@ def build(service: str, nats_url: str, database_url: str, batch: int) -> FastStr
 
         @subscriber("files.trashed", "notification-service")
         async def notify(events: list[FilePlacedInTrash], message: Batch, pool: Pool) -> None:
-            unique = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+            unique = once_each(events, lambda e: e.event_id)
             await pool.execute(
                 NOTIFY_INSERT,
                 [e.event_id for e in unique],
