@@ -24,6 +24,7 @@ from tests.faults.harness import (
     wait_ready,
 )
 from tests.faults.table import RecordResult
+from tests.support.processes import CliProcess
 from tests.support.servers import NatsServer
 
 pytestmark = pytest.mark.faults
@@ -46,6 +47,25 @@ SCHEDULE = (
 """The faults, in order, about a second apart while the publisher runs."""
 
 
+async def crash_while_publishing(
+    crasher: CliProcess, publisher: CliProcess, grace: float = 5.0
+) -> int | None:
+    """The crasher's exit status; None when publishing ended and the crasher, `grace` seconds
+    later, still had no message of its own to crash on (it is killed: the schedule ends)."""
+    deadline = time.monotonic() + 60
+    publishing_ended: float | None = None
+    while crasher.alive:
+        now = time.monotonic()
+        if publishing_ended is None and not publisher.alive:
+            publishing_ended = now
+        if publishing_ended is not None and now > publishing_ended + grace:
+            crasher.kill()
+            return None
+        assert now < deadline, f"{crasher.label} did not crash within 60s:\n{crasher.tail()}"
+        await asyncio.sleep(0.05)
+    return await crasher.wait(timeout=1)
+
+
 async def test_killed_and_crashing_trash_processors_lose_and_duplicate_nothing(
     nats_server: NatsServer, database_url: str, fault_dir: Path, record_result: RecordResult
 ) -> None:
@@ -63,9 +83,9 @@ async def test_killed_and_crashing_trash_processors_lose_and_duplicate_nothing(
             last_fault = time.monotonic()
             for fault in SCHEDULE:
                 await asyncio.sleep(rng.uniform(0.5, 1.5))
-                # A crasher waits for a message of its own: with less than a second of
-                # publishing left (a loaded machine starts processes slowly) it may get none.
-                if not publisher.alive or len(published_ids(publisher)) > COUNT - RATE:
+                # A crasher waits for a message of its own: with little publishing left (a
+                # loaded machine takes over a second to start a process) it may get none.
+                if not publisher.alive or len(published_ids(publisher)) > COUNT - 3 * RATE:
                     break
                 if fault == "kill":
                     index = rng.randrange(len(processors))
@@ -75,7 +95,9 @@ async def test_killed_and_crashing_trash_processors_lose_and_duplicate_nothing(
                     crasher = fleet.service(
                         "trash-processor", label=f"crasher-{fault}", FILETRASH_FAULT=fault
                     )
-                    status = await crasher.wait(timeout=30)
+                    status = await crash_while_publishing(crasher, publisher)
+                    if status is None:
+                        break
                     assert status == CRASH_STATUS, crasher.tail()
                     assert f"fault injected at {fault}" in crasher.output()
                 injected[fault] += 1
