@@ -226,6 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 options=options,
                 settings=settings,
                 metrics_port=args.metrics_port,
+                steady_gc=True,
             )
         )
     except (

@@ -380,6 +380,32 @@ def read_parameters(endpoint: ConsumerEndpoint[Any, Any], subject: str) -> dict[
         return one_line(str(error))
 
 
+class _ProgressTimer:
+    """Sends +WPI for `msgs` every `interval` seconds until cancelled.
+
+    An object rather than a closure that schedules itself again: such a closure refers to
+    itself, a reference cycle that holds the batch's messages until the garbage collector
+    runs — for a busy consumer, most of the objects it has to traverse."""
+
+    __slots__ = ("_consumer", "_handle", "_interval", "_msgs")
+
+    def __init__(self, consumer: _Consumer, msgs: Sequence[Msg], interval: float) -> None:
+        self._consumer = consumer
+        self._msgs = msgs
+        self._interval = interval
+        self._handle = asyncio.get_running_loop().call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        consumer = self._consumer
+        progress = asyncio.ensure_future(consumer._send_progress(self._msgs))
+        consumer.background.add(progress)
+        progress.add_done_callback(consumer.background.discard)
+        self._handle = asyncio.get_running_loop().call_later(self._interval, self._tick)
+
+    def cancel(self) -> None:
+        self._handle.cancel()  # drops its reference to `_tick`: no cycle is left
+
+
 class _Consumer:
     """The state of one run of the loop: in-flight tasks, cached config, the handler's shape."""
 
@@ -773,17 +799,7 @@ class _Consumer:
         interval = self._progress_interval()
         if interval is None:
             return await work
-        loop = asyncio.get_running_loop()
-        timer: asyncio.TimerHandle
-
-        def tick() -> None:
-            nonlocal timer
-            progress = asyncio.ensure_future(self._send_progress(msgs))
-            self.background.add(progress)
-            progress.add_done_callback(self.background.discard)
-            timer = loop.call_later(interval, tick)
-
-        timer = loop.call_later(interval, tick)
+        timer = _ProgressTimer(self, msgs, interval)
         try:
             return await work
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -73,6 +74,30 @@ async def connected(
             await nc.close()
 
 
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations (less deallocations) of tracked objects between two collections of the youngest
+generation; Python's default is 700."""
+
+
+def settle_garbage_collector() -> None:
+    """Tune the cyclic garbage collector for a consumer's steady state, once it is set up.
+
+    A busy consumer holds a few hundred messages in flight, each with its event, delivery and
+    headers: with Python's default threshold the collector runs every 700 allocations, finds
+    them all still alive, and promotes them generation by generation until full collections
+    traverse them again with everything the imports made (pydantic's schemas, nats-py,
+    asyncpg). Its work is acyclic and freed by reference counting, so the collector finds
+    nothing; it cost 5 µs per event, an eighth of the notification-service's CPU
+    (`python -m tests.bench --service notification-service`). Everything alive now moves to
+    the permanent generation (`gc.freeze`: never traversed again), and the youngest generation
+    is collected every `GC_YOUNG_THRESHOLD` allocations instead: 2,100 collections per
+    100,000 events become 28, and the collector's time 0.48 s to 0.05 s."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 async def run_service(
     name: str,
     urls: ServerUrls,
@@ -82,10 +107,13 @@ async def run_service(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
     metrics_port: int | None = None,
+    steady_gc: bool = False,
 ) -> ConsumeStats:
     """Serve the consumer `name` until SIGTERM/SIGINT (or `stop`); returns its counters.
     `options` reach the handler as `ServiceResources.options` (an app's `run_options`); with
-    `metrics_port`, /metrics, /healthz and /readyz are served on it (runtime/metrics.py)."""
+    `metrics_port`, /metrics, /healthz and /readyz are served on it (runtime/metrics.py).
+    `steady_gc`: the process is this service's alone (`filetrash run`): once it is set up,
+    `settle_garbage_collector`."""
     definition = service(name)
     log = logging.getLogger(name)
     stop = asyncio.Event() if stop is None else stop
@@ -127,6 +155,8 @@ async def run_service(
                 durables=[definition.endpoint.durable] if login is not None else None,
             )
             watching = asyncio.create_task(monitor.run(stop))
+            if steady_gc:
+                settle_garbage_collector()
             try:
                 async with _metrics(
                     name, definition.endpoint.stream, stats, nc, pool, metrics_port

@@ -532,3 +532,24 @@ def test_the_cli_runs_a_service_with_the_loop_s_default_batches() -> None:
     assert settings == ConsumeSettings()
     assert (settings.batch_for(True), settings.batch_for(False)) == (256, 64)
     assert ConsumeSettings(batch_size=8).batch_for(True) == 8
+
+
+def test_a_service_process_settles_the_garbage_collector_once_set_up() -> None:
+    """In a process of its own (as `filetrash run` runs it), what is alive at set-up is
+    frozen and the youngest generation is collected far less often than Python's 700."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc\n"
+        "from handwritten.runtime.run import GC_YOUNG_THRESHOLD, settle_garbage_collector\n"
+        "before = gc.get_threshold()\n"
+        "settle_garbage_collector()\n"
+        "print(before[0], gc.get_threshold()[0], GC_YOUNG_THRESHOLD, gc.get_freeze_count() > 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    default, settled, threshold, frozen = done.stdout.split()
+    assert (default, settled, frozen) == ("700", threshold, "True")
+    assert int(threshold) >= 10 * 700
