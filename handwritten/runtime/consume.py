@@ -83,6 +83,7 @@ from handwritten.runtime.contract import (
     ConsumerEndpoint,
     Delivery,
     PermanentError,
+    new_delivery,
 )
 from handwritten.runtime.deadletter import DeadLetterFailed, DeadLetterReason, dead_letter, one_line
 from handwritten.runtime.errors import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, is_jetstream_error
@@ -352,14 +353,14 @@ def _delivery(msg: Msg, parameters: dict[str, str]) -> Delivery:
         meta = msg.metadata  # raises NotJSMessageError
         stream, consumer = meta.stream, meta.consumer
         delivered, sequence = str(meta.num_delivered), str(meta.sequence.stream)
-    return Delivery(
-        subject=msg.subject,
-        stream=stream,
-        stream_seq=int(sequence),
-        consumer=consumer,
-        num_delivered=int(delivered),
-        headers=dict(msg.headers) if msg.headers else {},
-        parameters=parameters,
+    return new_delivery(
+        msg.subject,
+        stream,
+        int(sequence),
+        consumer,
+        int(delivered),
+        dict(msg.headers) if msg.headers else {},
+        parameters,
     )
 
 

@@ -8,7 +8,7 @@ these protocols.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import (
     Any,
     Generic,
@@ -89,6 +89,42 @@ class Delivery:
     num_delivered: int
     headers: Mapping[str, str] = field(default_factory=dict)
     parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+_new = object.__new__
+(
+    _set_subject,
+    _set_stream,
+    _set_stream_seq,
+    _set_consumer,
+    _set_num_delivered,
+    _set_headers,
+    _set_parameters,
+) = (getattr(Delivery, field.name).__set__ for field in fields(Delivery))
+
+
+def new_delivery(
+    subject: str,
+    stream: str,
+    stream_seq: int,
+    consumer: str,
+    num_delivered: int,
+    headers: Mapping[str, str],
+    parameters: Mapping[str, str],
+) -> Delivery:
+    """`Delivery(...)` for the consume loop, which makes one per message: a frozen dataclass's
+    `__init__` sets each field through `object.__setattr__`; this fills the slots directly
+    (0.4 µs instead of 1.1). The same value, as frozen; tests/unit/test_consume_units.py holds
+    the two to the same fields."""
+    delivery = _new(Delivery)
+    _set_subject(delivery, subject)
+    _set_stream(delivery, stream)
+    _set_stream_seq(delivery, stream_seq)
+    _set_consumer(delivery, consumer)
+    _set_num_delivered(delivery, num_delivered)
+    _set_headers(delivery, headers)
+    _set_parameters(delivery, parameters)
+    return delivery
 
 
 class PermanentError(Exception):

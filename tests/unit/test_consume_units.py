@@ -553,3 +553,21 @@ def test_a_service_process_settles_the_garbage_collector_once_set_up() -> None:
     default, settled, threshold, frozen = done.stdout.split()
     assert (default, settled, frozen) == ("700", threshold, "True")
     assert int(threshold) >= 10 * 700
+
+
+def test_the_loop_s_deliveries_are_the_frozen_dataclass_with_every_field() -> None:
+    """`new_delivery` fills the slots of `Delivery` without its `__init__`: it must set every
+    field there is, and give what the constructor gives, as frozen."""
+    import dataclasses
+    import inspect
+
+    from handwritten.runtime.contract import Delivery, new_delivery
+
+    names = [field.name for field in dataclasses.fields(Delivery)]
+    assert list(inspect.signature(new_delivery).parameters) == names
+    values = ("orders.eu.placed", "ORDERS", 7, "billing", 2, {"a": "b"}, {"region": "eu"})
+    made = new_delivery(*values)
+    assert made == Delivery(*values)
+    assert [getattr(made, name) for name in names] == list(values)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.stream = "OTHER"  # type: ignore[misc]

@@ -153,7 +153,7 @@ async def store_trashed_files(
     first: dict[UUID, NewTrashEntry] = {}
     for entry in entries:
         first.setdefault(entry.original_event_id, entry)
-    batch = sorted(first.values(), key=lambda e: e.original_event_id)
+    batch = sorted(first.values(), key=lambda e: e.original_event_id.int)
     records = await conn.fetch(
         """
         INSERT INTO trashed_files (id, file_id, file_name, file_path, file_size, mime_type,
@@ -233,7 +233,7 @@ async def mark_trash_events_published(
     """
     if not published:
         return
-    ordered = sorted(published)
+    ordered = sorted(published, key=lambda published: published[0].int)
     await conn.execute(
         """
         UPDATE trashed_files
@@ -320,8 +320,11 @@ _Row = TypeVar("_Row", bound=_ByEvent)
 
 def _each_event_once(rows: Sequence[_Row]) -> list[_Row]:
     """A batch's rows for one statement: each event once (its first row), in event id order, so
-    that overlapping batches lock rows in one order and wait for each other, never deadlock."""
-    return sorted({r.event_id: r for r in reversed(rows)}.values(), key=lambda r: r.event_id)
+    that overlapping batches lock rows in one order and wait for each other, never deadlock.
+
+    Ordered by `UUID.int`, the order of the UUIDs themselves and of PostgreSQL's `uuid`, but
+    compared in C: `UUID.__lt__` is Python, and a batch of 256 makes 2,000 comparisons."""
+    return sorted({r.event_id: r for r in reversed(rows)}.values(), key=lambda r: r.event_id.int)
 
 
 async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> set[UUID]:
