@@ -19,11 +19,17 @@ def uuid5(name: str) -> UUID:
     made from that integer without `UUID.__init__`'s argument parsing. tests/unit/test_ids.py
     holds it to `uuid.uuid5`."""
     value = int.from_bytes(sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    value = (value & _CLEAR) | _VERSION_AND_VARIANT
-    uuid = object.__new__(UUID)
-    object.__setattr__(uuid, "int", value)
-    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
+    uuid = _new(UUID)
+    _set_int(uuid, (value & _CLEAR) | _VERSION_AND_VARIANT)
+    _set_is_safe(uuid, SafeUUID.unknown)
     return uuid
+
+
+_new = object.__new__
+_set_int = UUID.__dict__["int"].__set__
+_set_is_safe = UUID.__dict__["is_safe"].__set__
+"""UUID's slots, written directly: `UUID.__setattr__` refuses (UUIDs are immutable), and
+`object.__setattr__` looks the slot up again at every call."""
 
 
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
