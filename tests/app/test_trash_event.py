@@ -72,3 +72,24 @@ def test_the_trusted_trash_event_is_the_validated_one(
     assert trusted == validated
     assert trusted.model_dump_json(by_alias=True) == validated.model_dump_json(by_alias=True)
     assert trusted.model_dump() == validated.model_dump()
+
+
+def test_a_stored_entry_keeps_every_field_in_its_place() -> None:
+    """`NewTrashEntry.stored` builds the row positionally: each field must land under its own
+    name (timestamps in UTC, the same instants), the two PostgreSQL fills in as given."""
+    from uuid import uuid4
+
+    from handwritten.filetrash.db.queries import NewTrashEntry, TrashRow
+
+    deleted_at = datetime(2026, 12, 3, 20, 15, tzinfo=timezone(timedelta(hours=2)))
+    entry = NewTrashEntry(
+        uuid4(), uuid4(), "a.txt", "/u/a.txt", 5, "text/plain", "user-1", deleted_at,
+        deleted_at + timedelta(days=30), uuid4(), "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+    )  # fmt: skip
+    stored_at = datetime(2026, 12, 3, 18, 16, tzinfo=UTC)
+    row = entry.stored(stored_at)
+    for name in NewTrashEntry._fields:
+        assert getattr(row, name) == getattr(entry, name), name
+    assert (row.trashed_at.tzinfo, row.expires_at.tzinfo) == (UTC, UTC)
+    assert (row.stored_at, row.trash_event_seq) == (stored_at, None)
+    assert set(TrashRow._fields) - set(NewTrashEntry._fields) == {"stored_at", "trash_event_seq"}
