@@ -62,12 +62,12 @@ class AuditLogger:
                 for event, delivery in items
             ],
         )
-        self.appended += len(added)
+        self.appended += added
         if len(items) == 1:
             event, delivery = items[0]
-            _log_audited(event, delivery, event.event_id in added)
+            _log_audited(event, delivery, added == 1)
         else:
-            _log_audited_batch(items, len(added))
+            _log_audited_batch(items, added)
         return BatchResult()
 
 

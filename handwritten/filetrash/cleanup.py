@@ -59,12 +59,12 @@ class CleanupService:
                 for event, _ in items
             ],
         )
-        self.queued += len(queued)
+        self.queued += queued
         if len(items) == 1:
             event, delivery = items[0]
-            _log_queued(event, delivery, event.event_id in queued)
+            _log_queued(event, delivery, queued == 1)
         else:
-            _log_queued_batch(items, len(queued))
+            _log_queued_batch(items, queued)
         return BatchResult()
 
 

@@ -66,12 +66,12 @@ class NotificationService:
             for event, _ in items
         ]
         added = await queries.add_notifications(self._pool, notes)
-        self.notified += len(added)
+        self.notified += added
         if len(items) == 1:
             event, delivery = items[0]
-            _log_notified(event, delivery, notes[0].message, event.event_id in added)
+            _log_notified(event, delivery, notes[0].message, added == 1)
         else:
-            _log_notified_batch(items, len(added))
+            _log_notified_batch(items, added)
         return BatchResult()
 
 

@@ -321,20 +321,26 @@ def _each_event_once(rows: Sequence[_Row]) -> list[_Row]:
     return sorted({r.event_id: r for r in reversed(rows)}.values(), key=lambda r: r.event_id.int)
 
 
-async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> set[UUID]:
-    """`append_audit_entry` for a batch, in one statement: the event ids added now (the
-    others were there before, or twice in the batch). Rows go in in event id order, so that
-    two overlapping batches wait for each other instead of deadlocking."""
+def _rows_inserted(status: str) -> int:
+    """The row count of an INSERT's command tag (`INSERT 0 17`): what a batch insert that
+    skips conflicts added. Counted rather than returned (`RETURNING event_id`), which would
+    have PostgreSQL send, and asyncpg decode, a row per event only to be counted."""
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> int:
+    """`append_audit_entry` for a batch, in one statement: how many events were added now
+    (the others were there before, or twice in the batch). Rows go in in event id order, so
+    that two overlapping batches wait for each other instead of deadlocking."""
     batch = _each_event_once(entries)
     if not batch:
-        return set()
-    records = await conn.fetch(
+        return 0
+    status = await conn.execute(
         """
         INSERT INTO audit_log (event_id, event_type, user_id, subject, stream, stream_seq, payload)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                              $6::bigint[], $7::jsonb[])
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING event_id
         """,
         [e.event_id for e in batch],
         [e.event_type for e in batch],
@@ -344,7 +350,7 @@ async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) 
         [e.stream_seq for e in batch],
         [e.payload for e in batch],
     )
-    return {record[0] for record in records}
+    return _rows_inserted(status)
 
 
 # --- analytics ----------------------------------------------------------------------------
@@ -409,67 +415,48 @@ class CountedEvent(NamedTuple):
     bytes_trashed: int
 
 
-async def count_events(conn: Connection, events: Sequence[CountedEvent]) -> set[UUID]:
-    """`count_event` for a batch: the ids of the events counted now (the others were counted
-    before, or are twice in the batch).
+async def count_events(conn: Connection, events: Sequence[CountedEvent]) -> dict[str, int]:
+    """`count_event` for a batch: how many events of each type were counted now (the others
+    were counted before, or are twice in the batch).
 
-    Call it inside a transaction. Three statements, each for the whole batch: the processed
-    event rows, then the per-type counters, then the per-user counters, each in key order, so
-    that concurrent batches lock the counters in one order and never deadlock."""
+    One statement, so one transaction and one round trip: the processed-event rows, and from
+    those inserted now the per-type and the per-user counters, each in key order, so that
+    concurrent batches lock the counters in one order and never deadlock."""
     batch = _each_event_once(events)
     if not batch:
-        return set()
+        return {}
     records = await conn.fetch(
         """
-        INSERT INTO analytics_processed_events (event_id, event_type, user_id, stream_seq)
-        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])
-        ON CONFLICT (event_id) DO NOTHING
-        RETURNING event_id
+        WITH new AS (
+            INSERT INTO analytics_processed_events (event_id, event_type, user_id, stream_seq)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING event_id, event_type, user_id
+        ), sized AS (
+            SELECT new.event_type, new.user_id, s.bytes
+            FROM new JOIN unnest($1::uuid[], $5::bigint[]) AS s (event_id, bytes) USING (event_id)
+        ), by_type AS (
+            INSERT INTO analytics_event_counts AS c (event_type, events, bytes)
+            SELECT event_type, count(*), sum(bytes) FROM sized
+            GROUP BY event_type ORDER BY event_type
+            ON CONFLICT (event_type)
+            DO UPDATE SET events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes
+        ), by_user AS (
+            INSERT INTO analytics_user_counts AS c (user_id, event_type, events, bytes)
+            SELECT user_id, event_type, count(*), sum(bytes) FROM sized
+            GROUP BY user_id, event_type ORDER BY user_id, event_type
+            ON CONFLICT (user_id, event_type)
+            DO UPDATE SET events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes
+        )
+        SELECT event_type, count(*) FROM new GROUP BY event_type
         """,
         [e.event_id for e in batch],
         [e.event_type for e in batch],
         [e.user_id for e in batch],
         [e.stream_seq for e in batch],
+        [e.bytes_trashed for e in batch],
     )
-    counted = {record[0] for record in records}
-    by_type: dict[str, list[int]] = {}
-    by_user: dict[tuple[str, str], list[int]] = {}
-    for e in batch:
-        if e.event_id in counted:
-            for total in (
-                by_type.setdefault(e.event_type, [0, 0]),
-                by_user.setdefault((e.user_id, e.event_type), [0, 0]),
-            ):
-                total[0] += 1
-                total[1] += e.bytes_trashed
-    if not counted:
-        return counted
-    types = sorted(by_type)
-    await conn.execute(
-        """
-        INSERT INTO analytics_event_counts AS c (event_type, events, bytes)
-        SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
-        ON CONFLICT (event_type)
-        DO UPDATE SET events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes
-        """,
-        types,
-        [by_type[t][0] for t in types],
-        [by_type[t][1] for t in types],
-    )
-    users = sorted(by_user)
-    await conn.execute(
-        """
-        INSERT INTO analytics_user_counts AS c (user_id, event_type, events, bytes)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-        ON CONFLICT (user_id, event_type)
-        DO UPDATE SET events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes
-        """,
-        [user for user, _ in users],
-        [event_type for _, event_type in users],
-        [by_user[u][0] for u in users],
-        [by_user[u][1] for u in users],
-    )
-    return counted
+    return {event_type: count for event_type, count in records}
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,18 +511,17 @@ class CleanupEntry(NamedTuple):
     file_size: int
 
 
-async def enqueue_cleanups(conn: Connection, entries: Sequence[CleanupEntry]) -> set[UUID]:
-    """`enqueue_cleanup` for a batch, in one statement (rows in event id order): the event
-    ids queued now."""
+async def enqueue_cleanups(conn: Connection, entries: Sequence[CleanupEntry]) -> int:
+    """`enqueue_cleanup` for a batch, in one statement (rows in event id order): how many
+    events were queued now."""
     batch = _each_event_once(entries)
     if not batch:
-        return set()
-    records = await conn.fetch(
+        return 0
+    status = await conn.execute(
         """
         INSERT INTO cleanup_queue (event_id, file_id, user_id, file_path, file_size)
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[])
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING event_id
         """,
         [e.event_id for e in batch],
         [e.file_id for e in batch],
@@ -543,7 +529,7 @@ async def enqueue_cleanups(conn: Connection, entries: Sequence[CleanupEntry]) ->
         [e.file_path for e in batch],
         [e.file_size for e in batch],
     )
-    return {record[0] for record in records}
+    return _rows_inserted(status)
 
 
 # --- user_notifications -------------------------------------------------------------------
@@ -576,25 +562,24 @@ class Notification(NamedTuple):
     message: str
 
 
-async def add_notifications(conn: Connection, notes: Sequence[Notification]) -> set[UUID]:
-    """`add_notification` for a batch, in one statement (rows in event id order): the event
-    ids whose notification was stored now."""
+async def add_notifications(conn: Connection, notes: Sequence[Notification]) -> int:
+    """`add_notification` for a batch, in one statement (rows in event id order): how many
+    events' notifications were stored now."""
     batch = _each_event_once(notes)
     if not batch:
-        return set()
-    records = await conn.fetch(
+        return 0
+    status = await conn.execute(
         """
         INSERT INTO user_notifications (event_id, user_id, trash_id, message)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[])
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING event_id
         """,
         [n.event_id for n in batch],
         [n.user_id for n in batch],
         [n.trash_id for n in batch],
         [n.message for n in batch],
     )
-    return {record[0] for record in records}
+    return _rows_inserted(status)
 
 
 # --- reconciliation (demo and tests) -------------------------------------------------------
