@@ -23,6 +23,15 @@ from handwritten.runtime.registry import Service, ServiceResources
 log = logging.getLogger("audit-logger")
 
 
+def as_sent(event: FileDeletedEvent, delivery: Delivery) -> str:
+    """The event as JSON text, as it was sent: the bytes it was decoded from (valid UTF-8
+    JSON, or it would not have decoded), or, for a delivery made without them, the event
+    serialised as its publisher does."""
+    if delivery.payload:
+        return delivery.payload.decode()
+    return event.model_dump_json(by_alias=True)
+
+
 class AuditLogger:
     """Implements `generated.consumers.AuditLoggerHandler`."""
 
@@ -39,7 +48,7 @@ class AuditLogger:
             subject=delivery.subject,
             stream=delivery.stream,
             stream_seq=delivery.stream_seq,
-            payload=event.model_dump(mode="json", by_alias=True),
+            payload=as_sent(event, delivery),
         )
         if added:
             self.appended += 1
@@ -57,7 +66,7 @@ class AuditLogger:
                     subject=delivery.subject,
                     stream=delivery.stream,
                     stream_seq=delivery.stream_seq,
-                    payload=event.model_dump_json(by_alias=True),
+                    payload=as_sent(event, delivery),
                 )
                 for event, delivery in items
             ],

@@ -361,6 +361,7 @@ def _delivery(msg: Msg, parameters: dict[str, str]) -> Delivery:
         int(delivered),
         dict(msg.headers) if msg.headers else {},
         parameters,
+        msg.data,
     )
 
 

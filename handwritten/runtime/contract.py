@@ -80,6 +80,8 @@ class Delivery:
     `parameters` holds the values of the channel address's parameters, read from `subject`
     and already checked against their enum and pattern (`orders.{region}.placed` delivered on
     `orders.eu.placed` gives `{"region": "eu"}`), keyed by the parameter's name in the spec.
+    `payload` is the message's body as it arrived, the bytes the event was decoded from: for a
+    handler that keeps or forwards the event as sent (an audit log) rather than re-serialised.
     """
 
     subject: str
@@ -89,6 +91,7 @@ class Delivery:
     num_delivered: int
     headers: Mapping[str, str] = field(default_factory=dict)
     parameters: Mapping[str, str] = field(default_factory=dict)
+    payload: bytes = b""
 
 
 _new = object.__new__
@@ -100,6 +103,7 @@ _new = object.__new__
     _set_num_delivered,
     _set_headers,
     _set_parameters,
+    _set_payload,
 ) = (getattr(Delivery, field.name).__set__ for field in fields(Delivery))
 
 
@@ -111,6 +115,7 @@ def new_delivery(
     num_delivered: int,
     headers: Mapping[str, str],
     parameters: Mapping[str, str],
+    payload: bytes,
 ) -> Delivery:
     """`Delivery(...)` for the consume loop, which makes one per message: a frozen dataclass's
     `__init__` sets each field through `object.__setattr__`; this fills the slots directly
@@ -124,6 +129,7 @@ def new_delivery(
     _set_num_delivered(delivery, num_delivered)
     _set_headers(delivery, headers)
     _set_parameters(delivery, parameters)
+    _set_payload(delivery, payload)
     return delivery
 
 

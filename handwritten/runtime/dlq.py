@@ -304,6 +304,7 @@ async def replay(
             num_delivered=(int(deliveries) if deliveries.isdigit() else 0) + 1,
             headers=letter.headers,
             parameters=parameters,
+            payload=data,
         )
         try:
             await endpoint.dispatch(handler, event, delivery)

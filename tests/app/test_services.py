@@ -422,3 +422,37 @@ def test_the_notification_names_the_file_and_the_day_it_goes() -> None:
     assert notification_text(event) == (
         "report.pdf was moved to trash; it will be deleted for good on 2026-12-20."
     )
+
+
+async def test_the_audit_log_keeps_each_event_as_it_was_sent(servers: Servers) -> None:
+    """The audit row holds the bytes the event arrived as (`Delivery.payload`), not the event
+    serialised again: a timestamp sent as `…17.5+02:00` stays so, where pydantic would write
+    `…17.500000+02:00`. A delivery without its bytes falls back to the serialised event."""
+    import random
+
+    from handwritten.filetrash.audit_logger import AuditLogger
+
+    simulator = DeletionSimulator(random.Random(8))
+    events = [simulator.next_event() for _ in range(3)]
+    sent = [
+        json.dumps(
+            {**e.model_dump(mode="json", by_alias=True), "timestamp": "2026-12-03T19:15:17.5+02:00"}
+        ).encode()
+        for e in events
+    ]
+    logger = AuditLogger(servers.pool)
+    batch = [
+        (e, Delivery("files.deleted", STREAM, n + 1, "audit-logger", 1, payload=raw))
+        for n, (e, raw) in enumerate(zip(events[:2], sent[:2], strict=True))
+    ]
+    await logger.handle_batch(batch)
+    await logger.on_file_deleted_event(
+        events[2], Delivery("files.deleted", STREAM, 3, "audit-logger", 1, payload=sent[2])
+    )
+    await logger.on_file_deleted_event(  # a repeat without its bytes: already there
+        events[2], Delivery("files.deleted", STREAM, 3, "audit-logger", 2)
+    )
+    rows = await servers.pool.fetch("SELECT event_id, payload FROM audit_log")
+    stored = {row["event_id"]: json.loads(row["payload"]) for row in rows}
+    assert stored == {e.event_id: json.loads(raw) for e, raw in zip(events, sent, strict=True)}
+    assert logger.appended == 3

@@ -565,7 +565,7 @@ def test_the_loop_s_deliveries_are_the_frozen_dataclass_with_every_field() -> No
 
     names = [field.name for field in dataclasses.fields(Delivery)]
     assert list(inspect.signature(new_delivery).parameters) == names
-    values = ("orders.eu.placed", "ORDERS", 7, "billing", 2, {"a": "b"}, {"region": "eu"})
+    values = ("orders.eu.placed", "ORDERS", 7, "billing", 2, {"a": "b"}, {"region": "eu"}, b"{}")
     made = new_delivery(*values)
     assert made == Delivery(*values)
     assert [getattr(made, name) for name in names] == list(values)

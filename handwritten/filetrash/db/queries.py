@@ -10,7 +10,6 @@ dataclass, and made at half its cost (which sets each field through `object.__se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -272,9 +271,10 @@ async def append_audit_entry(
     subject: str,
     stream: str,
     stream_seq: int,
-    payload: Mapping[str, Any],
+    payload: str,
 ) -> bool:
-    """Add the event to the audit log; False when it is already there."""
+    """Add the event (`payload`: its JSON text) to the audit log; False when it is already
+    there."""
     status = await conn.execute(
         """
         INSERT INTO audit_log (event_id, event_type, user_id, subject, stream, stream_seq, payload)
@@ -287,7 +287,7 @@ async def append_audit_entry(
         subject,
         stream,
         stream_seq,
-        json.dumps(payload),
+        payload,
     )
     return _affected(status) == 1
 
