@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
 from handwritten.runtime.addresses import Address
-from handwritten.runtime.wire import FORMATS, PARSED_PATTERNS, WIRE_KEY, checker
+from handwritten.runtime.wire import FORMATS, PARSED_STRINGS, WIRE_KEY, checker
 
 HandlerT = TypeVar("HandlerT")
 EventT = TypeVar("EventT")
@@ -214,8 +214,8 @@ _PARSED_TYPES = {"date": "date", "date-time": "datetime", "uuid": "uuid"}
 
 def _with_rule(rule: dict[str, Any], inner: CoreSchema) -> CoreSchema:
     """`inner` preceded by `rule`: for a format pydantic parses (a uuid, a date-time), on the
-    wire a pattern checked by pydantic's own string validation and then the parse (see
-    wire.PARSED_PATTERNS), with no Python call; otherwise, and for Python values, the rule's
+    wire a pattern or length checked by pydantic's own string validation and then the parse (see
+    wire.PARSED_STRINGS), with no Python call; otherwise, and for Python values, the rule's
     checker as a before-validator."""
     checked = core_schema.no_info_before_validator_function(checker(rule), inner)
     name = rule.get("format")
@@ -227,7 +227,7 @@ def _with_rule(rule: dict[str, Any], inner: CoreSchema) -> CoreSchema:
         return {**checked, "metadata": {WIRE_KEY: rule}}
     on_the_wire = core_schema.custom_error_schema(
         core_schema.chain_schema(
-            [core_schema.str_schema(strict=True, pattern=PARSED_PATTERNS[name]), inner]
+            [core_schema.str_schema(strict=True, **PARSED_STRINGS[name]), inner]
         ),
         custom_error_type="wire_format",
         custom_error_message=f"Input should be {FORMATS[name][1]}",

@@ -98,20 +98,24 @@ FORMATS: Mapping[str, tuple[Callable[[str], bool], str]] = {
 
 _YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
 _MONTH_DAY = "(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-PARSED_PATTERNS: Mapping[str, str] = {
-    "date": f"^{_YEAR}-{_MONTH_DAY}$",
-    "date-time": (
-        f"^{_YEAR}-{_MONTH_DAY}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
-        "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
-    ),
-    "uuid": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+PARSED_STRINGS: Mapping[str, Mapping[str, Any]] = {
+    "date": {"pattern": f"^{_YEAR}-{_MONTH_DAY}$"},
+    "date-time": {
+        "pattern": (
+            f"^{_YEAR}-{_MONTH_DAY}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+            "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+        )
+    },
+    "uuid": {"min_length": 36, "max_length": 36},
 }
-"""For the formats whose field pydantic parses (`_PARSED`), a pattern that, with that parse,
-accepts on the wire exactly what the format's check accepts: each value the check refuses
-either fails the pattern (no year 0, hour 24, minute or second 60, month 13, day 32) or
-names a day its month lacks (30 February), which pydantic cannot make a date of. `EventModel`
-checks these in pydantic's own (Rust) string validation, with no Python call per value;
-tests/unit/test_formats.py holds pattern and parse to the check."""
+"""For the formats whose field pydantic parses (`_PARSED`), the string constraints that, with
+that parse, accept on the wire exactly what the format's check accepts. A date or date-time
+the check refuses either fails the pattern (no year 0, hour 24, minute or second 60, month
+13, day 32) or names a day its month lacks (30 February), which pydantic cannot make a date
+of. Of the spellings pydantic parses as a UUID (32 hex digits, hyphenated, braced, as a URN)
+only the hyphenated one has 36 characters: a length is enough, and costs a third of a
+pattern. `EventModel` checks these in pydantic's own (Rust) string validation, with no
+Python call per value; tests/unit/test_formats.py holds constraints and parse to the check."""
 
 _PARSED: Mapping[str, type] = {"date": date, "date-time": datetime, "uuid": UUID}
 """Formats whose field holds a parsed value: in Python (not on the wire) that value is fine."""

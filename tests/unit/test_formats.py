@@ -461,14 +461,14 @@ def _model_says(name: str, text: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", sorted(wire.PARSED_PATTERNS))
+@pytest.mark.parametrize("name", sorted(wire.PARSED_STRINGS))
 @settings(max_examples=500, deadline=None)
 @given(data=st.data())
 def test_pattern_and_parse_read_the_parsed_formats_as_the_generator_does(
     name: str, data: st.DataObject
 ) -> None:
     """`EventModel` checks uuid, date and date-time on the wire by a pattern in pydantic's own
-    string validation followed by pydantic's parse (wire.PARSED_PATTERNS): together they must
+    string validation followed by pydantic's parse (wire.PARSED_STRINGS): together they must
     accept exactly what the format's definition accepts."""
     near = st.one_of(_near(name), _SAMPLES, st.sampled_from(sorted(CORPUS[name])))
     text = data.draw(st.one_of(near, _EDGES[name]))
