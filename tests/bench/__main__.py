@@ -1,7 +1,7 @@
 """`just bench`: each filetrash service against a hand-tuned raw pipeline, an idiomatic
 FastStream app and the ceiling, on this machine; then latency and generation.
 
-    python -m tests.bench [--n 20000] [--n-others 5000] [--rounds 3]
+    python -m tests.bench [--n 20000] [--n-others 20000] [--rounds 3]
                           [--service trash-processor ...] [--contender raw ...] [--only ...]
 
 Prints a Markdown report and writes it, with the raw figures as JSON, to bench-results/.
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--n-others",
         type=int,
-        default=5_000,
+        default=20_000,
         help="events per throughput run of each other service",
     )
     parser.add_argument("--rate", type=float, default=1000.0, help="latency: deletions per second")

@@ -586,7 +586,7 @@ async def bench_servers(work_dir: Path) -> AsyncIterator[Bench]:
 class Options:
     n: int = 20_000
     """Events per throughput run of the trash-processor."""
-    n_others: int = 5_000
+    n_others: int = 20_000
     """Events per throughput run of each other service."""
     latency_rate: float = 1000.0
     latency_seconds: float = 20.0
