@@ -265,8 +265,14 @@ class EventModel(BaseModel):
 
     # A payload may have a field called model_dump (datamodel-code-generator names it
     # model_dump_): nothing of pydantic's is shadowed, so no namespace needs guarding.
+    # Only the JSON's keys go through pydantic's string cache: an event's values (ids, names,
+    # paths, times) are mostly unique, and looking each up in the cache cost 0.55 µs of a
+    # FileDeletedEvent's 4.25 µs decode (3.7 µs with keys only).
     model_config = ConfigDict(
-        validate_by_name=True, validate_by_alias=True, protected_namespaces=()
+        validate_by_name=True,
+        validate_by_alias=True,
+        protected_namespaces=(),
+        cache_strings="keys",
     )
 
     @classmethod
