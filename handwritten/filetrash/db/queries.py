@@ -321,17 +321,14 @@ def _each_event_once(rows: Sequence[_Row]) -> list[_Row]:
     return sorted({r.event_id: r for r in reversed(rows)}.values(), key=lambda r: r.event_id.int)
 
 
-def _rows_inserted(status: str) -> int:
-    """The row count of an INSERT's command tag (`INSERT 0 17`): what a batch insert that
-    skips conflicts added. Counted rather than returned (`RETURNING event_id`), which would
-    have PostgreSQL send, and asyncpg decode, a row per event only to be counted."""
-    return int(status.rsplit(" ", 1)[1])
-
-
 async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> int:
     """`append_audit_entry` for a batch, in one statement: how many events were added now
     (the others were there before, or twice in the batch). Rows go in in event id order, so
-    that two overlapping batches wait for each other instead of deadlocking."""
+    that two overlapping batches wait for each other instead of deadlocking.
+
+    The batch inserts here count their rows from the command tag rather than returning them
+    (`RETURNING event_id`), which would have PostgreSQL send, and asyncpg decode, a row per
+    event only to be counted."""
     batch = _each_event_once(entries)
     if not batch:
         return 0
@@ -350,7 +347,7 @@ async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) 
         [e.stream_seq for e in batch],
         [e.payload for e in batch],
     )
-    return _rows_inserted(status)
+    return _affected(status)
 
 
 # --- analytics ----------------------------------------------------------------------------
@@ -529,7 +526,7 @@ async def enqueue_cleanups(conn: Connection, entries: Sequence[CleanupEntry]) ->
         [e.file_path for e in batch],
         [e.file_size for e in batch],
     )
-    return _rows_inserted(status)
+    return _affected(status)
 
 
 # --- user_notifications -------------------------------------------------------------------
@@ -579,7 +576,7 @@ async def add_notifications(conn: Connection, notes: Sequence[Notification]) -> 
         [n.trash_id for n in batch],
         [n.message for n in batch],
     )
-    return _rows_inserted(status)
+    return _affected(status)
 
 
 # --- reconciliation (demo and tests) -------------------------------------------------------
