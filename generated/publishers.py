@@ -3,13 +3,14 @@
 """Typed publishers: one per `send` operation of the spec.
 
 Each waits for JetStream's PubAck and sets `Nats-Msg-Id` from the event's id unless the caller
-gives one, so a retried publish is stored once within the stream's duplicate window.
+gives one, so a retried publish is stored once within the stream's duplicate window. `message`
+renders what `publish` would send, to publish many at once (`PublishMany.publish_many`).
 """
 
 from collections.abc import Mapping
 from typing import Final
 
-from handwritten.runtime.contract import Publish, PublishResult
+from handwritten.runtime.contract import OutgoingMessage, Publish, PublishResult
 
 from .models import FileDeletedEvent, FilePlacedInTrashEvent, FilePurgedEvent
 
@@ -22,6 +23,19 @@ class PublishFileDeleted:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
+    def message(
+        self,
+        event: FileDeletedEvent,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
+        payload = event.model_dump_json(by_alias=True).encode()
+        if msg_id is None:
+            msg_id = str(event.event_id)
+        return OutgoingMessage(self.subject, payload, msg_id, headers)
+
     async def publish(
         self,
         event: FileDeletedEvent,
@@ -29,10 +43,8 @@ class PublishFileDeleted:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True).encode()
-        if msg_id is None:
-            msg_id = str(event.event_id)
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        subject, payload, msg_id, headers = self.message(event, msg_id=msg_id, headers=headers)
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)
 
 
 class PublishFilePlacedInTrash:
@@ -43,6 +55,19 @@ class PublishFilePlacedInTrash:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
+    def message(
+        self,
+        event: FilePlacedInTrashEvent,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
+        payload = event.model_dump_json(by_alias=True).encode()
+        if msg_id is None:
+            msg_id = str(event.event_id)
+        return OutgoingMessage(self.subject, payload, msg_id, headers)
+
     async def publish(
         self,
         event: FilePlacedInTrashEvent,
@@ -50,10 +75,8 @@ class PublishFilePlacedInTrash:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True).encode()
-        if msg_id is None:
-            msg_id = str(event.event_id)
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        subject, payload, msg_id, headers = self.message(event, msg_id=msg_id, headers=headers)
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)
 
 
 class PublishFilePurged:
@@ -64,6 +87,19 @@ class PublishFilePurged:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
+    def message(
+        self,
+        event: FilePurgedEvent,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
+        payload = event.model_dump_json(by_alias=True).encode()
+        if msg_id is None:
+            msg_id = str(event.event_id)
+        return OutgoingMessage(self.subject, payload, msg_id, headers)
+
     async def publish(
         self,
         event: FilePurgedEvent,
@@ -71,7 +107,5 @@ class PublishFilePurged:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True).encode()
-        if msg_id is None:
-            msg_id = str(event.event_id)
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        subject, payload, msg_id, headers = self.message(event, msg_id=msg_id, headers=headers)
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)

@@ -81,12 +81,8 @@ class AnalyticsService:
         for event, delivery in items:
             user_id, size = _measure(event)
             events.append(
-                queries.CountedEvent(
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    user_id=user_id,
-                    stream_seq=delivery.stream_seq,
-                    bytes_trashed=size,
+                queries.CountedEvent(  # positional: one is made per event
+                    event.event_id, event.event_type, user_id, delivery.stream_seq, size
                 )
             )
         new = await queries.count_events(self._pool, events)

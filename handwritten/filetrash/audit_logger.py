@@ -59,14 +59,14 @@ class AuditLogger:
         added = await queries.append_audit_entries(
             self._pool,
             [
-                queries.AuditEntry(
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    user_id=event.data.user_id,
-                    subject=delivery.subject,
-                    stream=delivery.stream,
-                    stream_seq=delivery.stream_seq,
-                    payload=as_sent(event, delivery),
+                queries.AuditEntry(  # positional: one is made per event
+                    event.event_id,
+                    event.event_type,
+                    event.data.user_id,
+                    delivery.subject,
+                    delivery.stream,
+                    delivery.stream_seq,
+                    as_sent(event, delivery),
                 )
                 for event, delivery in items
             ],

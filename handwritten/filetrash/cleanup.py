@@ -49,12 +49,12 @@ class CleanupService:
         queued = await queries.enqueue_cleanups(
             self._pool,
             [
-                queries.CleanupEntry(
-                    event_id=event.event_id,
-                    file_id=event.data.file_id,
-                    user_id=event.data.user_id,
-                    file_path=event.data.file_path,
-                    file_size=event.data.file_size,
+                queries.CleanupEntry(  # positional: one is made per event
+                    event.event_id,
+                    event.data.file_id,
+                    event.data.user_id,
+                    event.data.file_path,
+                    event.data.file_size,
                 )
                 for event, _ in items
             ],

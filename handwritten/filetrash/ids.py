@@ -5,7 +5,9 @@ and the tables' unique keys recognise it as the same work."""
 from __future__ import annotations
 
 from hashlib import sha1
-from uuid import UUID, SafeUUID
+from uuid import UUID
+
+from asyncpg.pgproto.pgproto import UUID as _CUUID
 
 NAMESPACE = UUID("d485e81c-bb5b-5936-b9e2-e15401e87b48")
 """uuid5(NAMESPACE_URL, "urn:filetrash:file-trash-service") — the spec's id; never change it."""
@@ -14,22 +16,24 @@ _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
 def uuid5(name: str) -> UUID:
-    """`uuid.uuid5(NAMESPACE, name)` at a third of the cost (ids are derived for every
-    deletion handled): the version and variant bits set on the digest's integer, and the UUID
-    made from that integer without `UUID.__init__`'s argument parsing. tests/unit/test_ids.py
-    holds it to `uuid.uuid5`."""
+    """`uuid.uuid5(NAMESPACE, name)`, at less than half the cost of it and of what comes after
+    (ids are derived for every deletion handled). The version and variant bits are set on the
+    digest's integer, and the id is asyncpg's `UUID`, a `uuid.UUID` written in C: equal to the
+    standard one, hashed alike, but formatted in 0.16 µs instead of 1.3 (a derived id is
+    formatted at once: a Nats-Msg-Id, the next id's name) and sent to PostgreSQL as its 16
+    bytes, where a standard UUID is asked for `.bytes`, a Python property. It is the type
+    asyncpg itself returns for every `uuid` column. tests/unit/test_ids.py holds it to
+    `uuid.uuid5`."""
     value = int.from_bytes(sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    uuid = _new(UUID)
-    _set_int(uuid, (value & _CLEAR) | _VERSION_AND_VARIANT)
-    _set_is_safe(uuid, SafeUUID.unknown)
-    return uuid
+    derived: UUID = _CUUID(((value & _CLEAR) | _VERSION_AND_VARIANT).to_bytes(16))
+    return derived
 
 
-_new = object.__new__
-_set_int = UUID.__dict__["int"].__set__
-_set_is_safe = UUID.__dict__["is_safe"].__set__
-"""UUID's slots, written directly: `UUID.__setattr__` refuses (UUIDs are immutable), and
-`object.__setattr__` looks the slot up again at every call."""
+def fast(uuid: UUID) -> UUID:
+    """The same id as asyncpg's C `UUID` (see `uuid5`), for an id that is formatted or sent
+    to PostgreSQL more than once."""
+    same: UUID = _CUUID(uuid.bytes)
+    return same
 
 
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))

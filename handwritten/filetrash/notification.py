@@ -57,11 +57,8 @@ class NotificationService:
     ) -> BatchResult:
         """A notification for every trash event of the batch, in one statement."""
         notes = [
-            queries.Notification(
-                event_id=event.event_id,
-                user_id=event.data.user_id,
-                trash_id=event.data.trash_id,
-                message=notification_text(event),
+            queries.Notification(  # positional: one is made per event
+                event.event_id, event.data.user_id, event.data.trash_id, notification_text(event)
             )
             for event, _ in items
         ]

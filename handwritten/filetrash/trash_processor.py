@@ -47,7 +47,6 @@ from handwritten.runtime import tracing
 from handwritten.runtime.contract import (
     BatchResult,
     Delivery,
-    OutgoingMessage,
     Publish,
     PublishMany,
     PublishResult,
@@ -94,22 +93,25 @@ def new_trash_entry(
     event: FileDeletedEvent, retention: timedelta, delivery: Delivery | None = None
 ) -> queries.NewTrashEntry:
     """The row a deletion produces: trashed when deleted, expiring `retention` later, with the
-    deletion's trace context."""
+    deletion's trace context.
+
+    The deletion's id is kept as `ids.fast` makes it (equal to the event's, see `ids.uuid5`):
+    both ids derived from it format it, and PostgreSQL gets its bytes, at a fraction of the
+    cost of a standard UUID."""
     file = event.data
-    return queries.NewTrashEntry(
-        id=ids.trash_id(event.event_id),
-        file_id=file.file_id,
-        file_name=file.file_name,
-        file_path=file.file_path,
-        file_size=file.file_size,
-        mime_type=file.mime_type,
-        user_id=file.user_id,
-        trashed_at=file.deleted_at,
-        expires_at=file.deleted_at + retention,
-        original_event_id=event.event_id,
-        traceparent=tracing.carried(delivery.headers if delivery else None).get(
-            tracing.TRACEPARENT
-        ),
+    original_event_id = ids.fast(event.event_id)
+    return queries.NewTrashEntry(  # positional: one is made per deletion
+        ids.trash_id(original_event_id),
+        file.file_id,
+        file.file_name,
+        file.file_path,
+        file.file_size,
+        file.mime_type,
+        file.user_id,
+        file.deleted_at,
+        file.deleted_at + retention,
+        original_event_id,
+        tracing.traceparent(delivery.headers) if delivery else None,
     )
 
 
@@ -297,11 +299,10 @@ class TrashProcessor:
                 ),
                 return_exceptions=True,
             )
-        rendered = _Rendered()
-        publisher = PublishFilePlacedInTrash(rendered)
-        for trash_event, h in zip(trash_events, headers, strict=True):
-            await publisher.publish(trash_event, headers=h)
-        return await self._many.publish_many(rendered.messages)
+        message = self._publish.message
+        return await self._many.publish_many(
+            [message(event, headers=h) for event, h in zip(trash_events, headers, strict=True)]
+        )
 
     async def _announce_batch(
         self,
@@ -338,28 +339,6 @@ class TrashProcessor:
         if fresh:
             _log_published_batch(fresh)
         return recorded
-
-
-class _Rendered:
-    """A `Publish` that keeps what a generated publisher would send instead of sending it, so
-    that a batch goes out through `publish_many` byte for byte as rendered one by one."""
-
-    def __init__(self) -> None:
-        self.messages: list[OutgoingMessage] = []
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes,
-        *,
-        msg_id: str,
-        headers: Mapping[str, str] | None = None,
-    ) -> PublishResult:
-        self.messages.append(OutgoingMessage(subject, payload, msg_id, headers))
-        return _NOT_SENT
-
-
-_NOT_SENT: Final = PublishResult(stream="", seq=0, duplicate=False)
 
 
 # --- the story in the log -------------------------------------------------------------------

@@ -79,6 +79,7 @@ from handwritten.runtime.acks import CONFIRM_RETRYABLE, Confirmations
 from handwritten.runtime.addresses import InvalidSubjectParameter, SubjectOutsideAddress
 from handwritten.runtime.advisories import MaxDeliveriesWatcher
 from handwritten.runtime.contract import (
+    NO_ENTRIES,
     BatchResult,
     ConsumerEndpoint,
     Delivery,
@@ -359,7 +360,7 @@ def _delivery(msg: Msg, parameters: dict[str, str]) -> Delivery:
         int(sequence),
         consumer,
         int(delivered),
-        dict(msg.headers) if msg.headers else {},
+        msg.headers or NO_ENTRIES,  # nats-py makes a dict per message, held by nobody else
         parameters,
         msg.data,
     )

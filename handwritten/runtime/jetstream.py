@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -142,6 +143,25 @@ def headers_size(headers: Mapping[str, str]) -> int:
     return len(b"NATS/1.0\r\n") + lines + 2
 
 
+def too_large(
+    subject: str, payload: bytes, headers: Mapping[str, str], limit: int
+) -> PayloadTooLarge | None:
+    """`PayloadTooLarge` when payload and headers exceed the server's `limit` (0: unknown).
+
+    Headers are measured exactly only near the limit: a character takes at most 4 bytes in
+    UTF-8, so far below it their length in characters settles it (0.75 µs instead of 1.6 for
+    the exact size, once per message published)."""
+    if not limit:
+        return None
+    characters = sum(map(len, headers)) + sum(map(len, headers.values()))
+    if len(payload) + 4 * characters + 4 * len(headers) + 12 <= limit:
+        return None  # 12: `NATS/1.0` and the blank line; 4 per header: `: ` and CRLF
+    size = headers_size(headers)
+    if len(payload) + size <= limit:
+        return None
+    return PayloadTooLarge(subject, len(payload), size, limit)
+
+
 def _retryable(error: BaseException) -> bool:
     """True for failures that say nothing about the message itself: no answer, nobody listening
     yet, JetStream busy recovering. A stream's refusal (wrong subject, too large) is final."""
@@ -203,9 +223,8 @@ class JetStreamPublisher:
             raise ValueError("msg_id must not be empty: it is what makes a retry safe")
         require_concrete(subject)
         all_headers = {**(headers or {}), MSG_ID_HEADER: msg_id}
-        limit = self._max_payload()
-        if limit and len(payload) + headers_size(all_headers) > limit:
-            raise PayloadTooLarge(subject, len(payload), headers_size(all_headers), limit)
+        if (large := too_large(subject, payload, all_headers, self._max_payload())) is not None:
+            raise large
         delay = RETRY_DELAY_FIRST
         started = time.monotonic()
         attempt = 0
@@ -254,8 +273,8 @@ class JetStreamPublisher:
         item i is message i's result, or `PublishFailed` (`NoStreamCaptures`) at the end, or
         the stream's refusal. A message with a wildcard subject raises `WildcardSubject` before
         any of them is sent: that is a bug in the caller, not a failure of one message."""
-        for message in messages:
-            require_concrete(message.subject)
+        for subject in {message.subject for message in messages}:
+            require_concrete(subject)
         results: list[PublishResult | Exception | None] = [None] * len(messages)
         todo = list(range(len(messages)))
         delay = RETRY_DELAY_FIRST
@@ -331,15 +350,8 @@ class JetStreamPublisher:
         for index in todo:
             message = messages[index]
             headers = {**(message.headers or {}), MSG_ID_HEADER: message.msg_id}
-            if limit and len(message.payload) + headers_size(headers) > limit:
-                failed.append(
-                    (
-                        index,
-                        PayloadTooLarge(
-                            message.subject, len(message.payload), headers_size(headers), limit
-                        ),
-                    )
-                )
+            if (large := too_large(message.subject, message.payload, headers, limit)) is not None:
+                failed.append((index, large))
                 continue
             sending.append((index, message.subject, message.payload, headers))
         answers = await inbox.publish([s[1:] for s in sending], timeout=self._timeout)
@@ -478,9 +490,18 @@ class _Answers:
 
 
 def _pub_ack(msg: Msg) -> PublishResult | Exception:
-    """What JetStream answered to a publish: where it stored it, or why it did not."""
+    """What JetStream answered to a publish: where it stored it, or why it did not.
+
+    A PubAck as nats-server writes it is read with one regular expression (1.4 µs instead of
+    4.3 for `json.loads` and picking its keys: a trash-processor reads one per event); any
+    other answer — an error, fields this does not know — goes through `json.loads`.
+    tests/unit/test_publish_units.py holds the two readings to the same results."""
     if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
         return nats.js.errors.NoStreamResponseError()
+    plain = _PLAIN_PUB_ACK.fullmatch(msg.data)
+    if plain is not None:
+        stream, seq, duplicate = plain.groups()
+        return PublishResult(stream.decode(), int(seq), duplicate == b"true")
     try:
         answer = json.loads(msg.data)
         error = answer.get("error")
@@ -493,6 +514,13 @@ def _pub_ack(msg: Msg) -> PublishResult | Exception:
         return nats.errors.Error(f"unreadable PubAck {msg.data[:200]!r}: {problem}")
 
 
+_PLAIN_PUB_ACK: Final = re.compile(
+    rb'\{\s*"stream"\s*:\s*"([A-Za-z0-9_-]+)"\s*,\s*(?:"domain"\s*:\s*"[A-Za-z0-9_-]*"\s*,\s*)?'
+    rb'"seq"\s*:\s*([0-9]{1,20})\s*(?:,\s*"duplicate"\s*:\s*(true|false)\s*)?\}'
+)
+"""`{"stream":"FILE_EVENTS", "seq":42}`, with `"domain"` before the sequence and
+`"duplicate": true` after it when the server adds them, and nothing else: a name with other
+characters (JSON escapes among them) is read by `json.loads`."""
 _STATUS: Final = Header.STATUS.value
 _NO_RESPONDERS: Final = "503"
 

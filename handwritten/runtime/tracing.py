@@ -34,6 +34,12 @@ def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {k: headers[k] for k in (TRACEPARENT, TRACESTATE) if k in headers}
 
 
+def traceparent(headers: Mapping[str, str] | None) -> str | None:
+    """The `traceparent` among `headers`, when it is well formed."""
+    value = headers.get(TRACEPARENT) if headers else None
+    return value if value is not None and _TRACEPARENT.fullmatch(value) else None
+
+
 def new_traceparent() -> str:
     """A new trace, sampled. Random as OpenTelemetry's SDK makes its ids (`random`, not
     `secrets`: an id must be unique, not unguessable, and this runs for every event)."""

@@ -270,7 +270,7 @@ async def test_a_redelivered_batch_after_its_commit_adds_nothing(servers: Server
     assert await rows_and_marks(servers) == (6, 6)
 
     # Redelivered after the commit (the acks were lost): nothing new is stored or sent.
-    redelivered = [(e, dataclasses.replace(d, num_delivered=2)) for e, d in items]
+    redelivered = [(e, d._replace(num_delivered=2)) for e, d in items]
     again = await processor.handle_batch(redelivered)
     assert again.failures == {}
     assert (processor.stored, processor.published) == (6, 6)

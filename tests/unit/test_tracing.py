@@ -97,3 +97,12 @@ def test_whether_an_sdk_is_configured_is_asked_once_a_second_and_kept_once_found
     assert tracing._spans_made()
     provider = trace.NoOpTracerProvider()
     assert tracing._spans_made() and len(asked) == 2
+
+
+def test_a_message_s_traceparent_is_read_only_when_well_formed() -> None:
+    assert tracing.traceparent({"traceparent": PARENT, "other": "x"}) == PARENT
+    assert tracing.traceparent({"traceparent": PARENT.upper()}) is None
+    assert tracing.traceparent({"traceparent": PARENT + "-extra"}) is None
+    assert tracing.traceparent({"other": "x"}) is None
+    assert tracing.traceparent({}) is None
+    assert tracing.traceparent(None) is None

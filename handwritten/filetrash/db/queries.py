@@ -158,17 +158,7 @@ async def store_trashed_files(
         ON CONFLICT (original_event_id) DO NOTHING
         RETURNING original_event_id, stored_at
         """,
-        [e.id for e in batch],
-        [e.file_id for e in batch],
-        [e.file_name for e in batch],
-        [e.file_path for e in batch],
-        [e.file_size for e in batch],
-        [e.mime_type for e in batch],
-        [e.user_id for e in batch],
-        [e.trashed_at for e in batch],
-        [e.expires_at for e in batch],
-        [e.original_event_id for e in batch],
-        [e.traceparent for e in batch],
+        *zip(*batch, strict=True),  # a column per field, in the order of the unnest
     )
     # An inserted row is the entry as given plus the two columns PostgreSQL filled in.
     inserted = {key: first[key].stored(stored_at) for key, stored_at in records}
@@ -339,13 +329,7 @@ async def append_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) 
                              $6::bigint[], $7::jsonb[])
         ON CONFLICT (event_id) DO NOTHING
         """,
-        [e.event_id for e in batch],
-        [e.event_type for e in batch],
-        [e.user_id for e in batch],
-        [e.subject for e in batch],
-        [e.stream for e in batch],
-        [e.stream_seq for e in batch],
-        [e.payload for e in batch],
+        *zip(*batch, strict=True),  # a column per field, in the order of the unnest
     )
     return _affected(status)
 
@@ -447,11 +431,7 @@ async def count_events(conn: Connection, events: Sequence[CountedEvent]) -> dict
         )
         SELECT event_type, count(*) FROM new GROUP BY event_type
         """,
-        [e.event_id for e in batch],
-        [e.event_type for e in batch],
-        [e.user_id for e in batch],
-        [e.stream_seq for e in batch],
-        [e.bytes_trashed for e in batch],
+        *zip(*batch, strict=True),  # a column per field, in the order of the unnest
     )
     return {event_type: count for event_type, count in records}
 
@@ -520,11 +500,7 @@ async def enqueue_cleanups(conn: Connection, entries: Sequence[CleanupEntry]) ->
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[])
         ON CONFLICT (event_id) DO NOTHING
         """,
-        [e.event_id for e in batch],
-        [e.file_id for e in batch],
-        [e.user_id for e in batch],
-        [e.file_path for e in batch],
-        [e.file_size for e in batch],
+        *zip(*batch, strict=True),  # a column per field, in the order of the unnest
     )
     return _affected(status)
 
@@ -571,10 +547,7 @@ async def add_notifications(conn: Connection, notes: Sequence[Notification]) -> 
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[])
         ON CONFLICT (event_id) DO NOTHING
         """,
-        [n.event_id for n in batch],
-        [n.user_id for n in batch],
-        [n.trash_id for n in batch],
-        [n.message for n in batch],
+        *zip(*batch, strict=True),  # a column per field, in the order of the unnest
     )
     return _affected(status)
 

@@ -3,14 +3,15 @@
 """Typed publishers: one per `send` operation of the spec.
 
 Each waits for JetStream's PubAck and sets `Nats-Msg-Id` from the event's id unless the caller
-gives one, so a retried publish is stored once within the stream's duplicate window.
+gives one, so a retried publish is stored once within the stream's duplicate window. `message`
+renders what `publish` would send, to publish many at once (`PublishMany.publish_many`).
 """
 
 from collections.abc import Mapping
 from typing import Final, Literal
 
 from handwritten.runtime.addresses import Address, SubjectParameter
-from handwritten.runtime.contract import Publish, PublishResult
+from handwritten.runtime.contract import OutgoingMessage, Publish, PublishResult
 
 from .models import Evil
 
@@ -32,7 +33,7 @@ class PublishEvil:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
-    async def publish(
+    def message(
         self,
         event: Evil,
         *,
@@ -40,13 +41,23 @@ class PublishEvil:
         kind: Literal['a"""', "b'''\\", "#{{x}}{%if%}", "c');exec('x')#"] = 'a"""',
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> PublishResult:
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
         payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
-        return await self._js.publish(
-            self.address.fill({"kind": kind}),
-            payload,
-            msg_id=msg_id,
-            headers=headers,
+        subject = self.address.fill({"kind": kind})
+        return OutgoingMessage(subject, payload, msg_id, headers)
+
+    async def publish(
+        self,
+        event: Evil,
+        *,
+        kind: Literal['a"""', "b'''\\", "#{{x}}{%if%}", "c');exec('x')#"] = 'a"""',
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        subject, payload, msg_id, headers = self.message(
+            event, kind=kind, msg_id=msg_id, headers=headers
         )
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)

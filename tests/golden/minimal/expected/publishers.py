@@ -3,13 +3,14 @@
 """Typed publishers: one per `send` operation of the spec.
 
 Each waits for JetStream's PubAck and sets `Nats-Msg-Id` from the event's id unless the caller
-gives one, so a retried publish is stored once within the stream's duplicate window.
+gives one, so a retried publish is stored once within the stream's duplicate window. `message`
+renders what `publish` would send, to publish many at once (`PublishMany.publish_many`).
 """
 
 from collections.abc import Mapping
 from typing import Final
 
-from handwritten.runtime.contract import Publish, PublishResult
+from handwritten.runtime.contract import OutgoingMessage, Publish, PublishResult
 
 from .models import Ping
 
@@ -22,6 +23,19 @@ class SendPing:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
+    def message(
+        self,
+        event: Ping,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
+        payload = event.model_dump_json(by_alias=True).encode()
+        if msg_id is None:
+            msg_id = str(event.event_id)
+        return OutgoingMessage(self.subject, payload, msg_id, headers)
+
     async def publish(
         self,
         event: Ping,
@@ -29,7 +43,5 @@ class SendPing:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PublishResult:
-        payload = event.model_dump_json(by_alias=True).encode()
-        if msg_id is None:
-            msg_id = str(event.event_id)
-        return await self._js.publish(self.subject, payload, msg_id=msg_id, headers=headers)
+        subject, payload, msg_id, headers = self.message(event, msg_id=msg_id, headers=headers)
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)

@@ -3,14 +3,15 @@
 """Typed publishers: one per `send` operation of the spec.
 
 Each waits for JetStream's PubAck and sets `Nats-Msg-Id` from the event's id unless the caller
-gives one, so a retried publish is stored once within the stream's duplicate window.
+gives one, so a retried publish is stored once within the stream's duplicate window. `message`
+renders what `publish` would send, to publish many at once (`PublishMany.publish_many`).
 """
 
 from collections.abc import Mapping
 from typing import Final
 
 from handwritten.runtime.addresses import Address, SubjectParameter
-from handwritten.runtime.contract import Publish, PublishResult
+from handwritten.runtime.contract import OutgoingMessage, Publish, PublishResult
 
 from .models import Reading
 
@@ -23,7 +24,7 @@ class Report:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
-    async def publish(
+    def message(
         self,
         event: Reading,
         *,
@@ -31,13 +32,23 @@ class Report:
         sensor_id: str,
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> PublishResult:
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
         payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             raise ValueError("Report needs msg_id: its message has no eventId")
-        return await self._js.publish(
-            self.address.fill({"sensorId": sensor_id}),
-            payload,
-            msg_id=msg_id,
-            headers=headers,
+        subject = self.address.fill({"sensorId": sensor_id})
+        return OutgoingMessage(subject, payload, msg_id, headers)
+
+    async def publish(
+        self,
+        event: Reading,
+        *,
+        sensor_id: str,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        subject, payload, msg_id, headers = self.message(
+            event, sensor_id=sensor_id, msg_id=msg_id, headers=headers
         )
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)

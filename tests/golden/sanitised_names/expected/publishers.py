@@ -3,14 +3,15 @@
 """Typed publishers: one per `send` operation of the spec.
 
 Each waits for JetStream's PubAck and sets `Nats-Msg-Id` from the event's id unless the caller
-gives one, so a retried publish is stored once within the stream's duplicate window.
+gives one, so a retried publish is stored once within the stream's duplicate window. `message`
+renders what `publish` would send, to publish many at once (`PublishMany.publish_many`).
 """
 
 from collections.abc import Mapping
 from typing import Final
 
 from handwritten.runtime.addresses import Address, SubjectParameter
-from handwritten.runtime.contract import Publish, PublishResult
+from handwritten.runtime.contract import OutgoingMessage, Publish, PublishResult
 
 from .models import Class, Match
 
@@ -23,7 +24,7 @@ class Global:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
-    async def publish(
+    def message(
         self,
         event: Match,
         *,
@@ -31,16 +32,26 @@ class Global:
         kind: str,
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> PublishResult:
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
         payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             raise ValueError("Global needs msg_id: its message has no eventId")
-        return await self._js.publish(
-            self.address.fill({"kind": kind}),
-            payload,
-            msg_id=msg_id,
-            headers=headers,
+        subject = self.address.fill({"kind": kind})
+        return OutgoingMessage(subject, payload, msg_id, headers)
+
+    async def publish(
+        self,
+        event: Match,
+        *,
+        kind: str,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        subject, payload, msg_id, headers = self.message(
+            event, kind=kind, msg_id=msg_id, headers=headers
         )
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)
 
 
 class Import:
@@ -51,7 +62,7 @@ class Import:
     def __init__(self, js: Publish) -> None:
         self._js = js
 
-    async def publish(
+    def message(
         self,
         event: Class,
         *,
@@ -59,13 +70,23 @@ class Import:
         kind: str,
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> PublishResult:
+    ) -> OutgoingMessage:
+        """What `publish` sends for `event`: to publish many at once (`publish_many`)."""
         payload = event.model_dump_json(by_alias=True).encode()
         if msg_id is None:
             msg_id = str(event.event_id)
-        return await self._js.publish(
-            self.address.fill({"kind": kind}),
-            payload,
-            msg_id=msg_id,
-            headers=headers,
+        subject = self.address.fill({"kind": kind})
+        return OutgoingMessage(subject, payload, msg_id, headers)
+
+    async def publish(
+        self,
+        event: Class,
+        *,
+        kind: str,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
+        subject, payload, msg_id, headers = self.message(
+            event, kind=kind, msg_id=msg_id, headers=headers
         )
+        return await self._js.publish(subject, payload, msg_id=msg_id, headers=headers)
