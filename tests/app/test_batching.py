@@ -311,7 +311,12 @@ async def test_a_crash_in_the_middle_of_a_batch_is_recovered_effectively_once(
     rows, marked = await rows_and_marks(servers)
     before = await trash_events(servers, events)
     assert rows > 1 and marked == 0, "a whole batch was committed, none recorded as sent"
-    assert before.copies == (rows if fault == "after-publish" else 0)
+    if fault == "after-insert":
+        assert before.copies == 0, "the crash came before any trash event was published"
+    else:
+        # The batch that reached the fault had all its events acknowledged; a second batch
+        # (two are in flight at once) may have committed its rows and not published yet.
+        assert 0 < before.copies <= rows and before.distinct == before.copies, before
 
     recovering = ServiceProcess("trash-processor", servers.env(), tmp_path / "recover.log")
     try:
@@ -331,7 +336,7 @@ async def test_a_crash_in_the_middle_of_a_batch_is_recovered_effectively_once(
         duplicates = [
             line for line in lines if line.get("step") == "published" and line["duplicate"]
         ]
-        assert len(duplicates) == rows
+        assert len(duplicates) == before.copies  # sent again, dropped by JetStream
 
 
 async def test_a_message_is_handed_over_as_it_arrives_not_when_the_pull_is_full(
