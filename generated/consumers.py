@@ -12,7 +12,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import Field, TypeAdapter
 
 from handwritten.runtime.addresses import Address
-from handwritten.runtime.contract import ConsumerEndpoint, Delivery
+from handwritten.runtime.contract import EVENT_UNION_CONFIG, ConsumerEndpoint, Delivery
 
 from .models import FileDeletedEvent, FilePlacedInTrashEvent, FilePurgedEvent
 
@@ -33,7 +33,9 @@ AnalyticsServiceEvent = Annotated[
     FileDeletedEvent | FilePlacedInTrashEvent | FilePurgedEvent,
     Field(discriminator="event_type"),
 ]
-_ANALYTICS_SERVICE_ADAPTER: TypeAdapter[AnalyticsServiceEvent] = TypeAdapter(AnalyticsServiceEvent)
+_ANALYTICS_SERVICE_ADAPTER: TypeAdapter[AnalyticsServiceEvent] = TypeAdapter(
+    AnalyticsServiceEvent, config=EVENT_UNION_CONFIG
+)
 
 
 def _decode_analytics_service(data: bytes) -> AnalyticsServiceEvent:

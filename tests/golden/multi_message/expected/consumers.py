@@ -12,7 +12,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import Field, TypeAdapter
 
 from handwritten.runtime.addresses import Address
-from handwritten.runtime.contract import ConsumerEndpoint, Delivery
+from handwritten.runtime.contract import EVENT_UNION_CONFIG, ConsumerEndpoint, Delivery
 
 from .models import OrderCancelled, OrderPaid, OrderPlaced
 
@@ -31,7 +31,9 @@ OrderLedgerEvent = Annotated[
     OrderPlaced | OrderPaid | OrderCancelled,
     Field(discriminator="event_type"),
 ]
-_ORDER_LEDGER_ADAPTER: TypeAdapter[OrderLedgerEvent] = TypeAdapter(OrderLedgerEvent)
+_ORDER_LEDGER_ADAPTER: TypeAdapter[OrderLedgerEvent] = TypeAdapter(
+    OrderLedgerEvent, config=EVENT_UNION_CONFIG
+)
 
 
 def _decode_order_ledger(data: bytes) -> OrderLedgerEvent:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import Field, TypeAdapter
 
 from handwritten.runtime.addresses import Address, SubjectParameter
-from handwritten.runtime.contract import ConsumerEndpoint, Delivery
+from handwritten.runtime.contract import EVENT_UNION_CONFIG, ConsumerEndpoint, Delivery
 
 from .models import OrderPlaced, OrderShipped
 
@@ -64,7 +64,9 @@ RegionalLedgerEvent = Annotated[
     OrderPlaced | OrderShipped,
     Field(discriminator="event_type"),
 ]
-_REGIONAL_LEDGER_ADAPTER: TypeAdapter[RegionalLedgerEvent] = TypeAdapter(RegionalLedgerEvent)
+_REGIONAL_LEDGER_ADAPTER: TypeAdapter[RegionalLedgerEvent] = TypeAdapter(
+    RegionalLedgerEvent, config=EVENT_UNION_CONFIG
+)
 
 
 def _decode_regional_ledger(data: bytes) -> RegionalLedgerEvent:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import Field, TypeAdapter
 
 from handwritten.runtime.addresses import Address, SubjectParameter
-from handwritten.runtime.contract import ConsumerEndpoint, Delivery
+from handwritten.runtime.contract import EVENT_UNION_CONFIG, ConsumerEndpoint, Delivery
 
 from .models import Class, Match
 
@@ -29,7 +29,7 @@ FromEvent = Annotated[
     Class | Match,
     Field(discriminator="event_type"),
 ]
-_FROM_ADAPTER: TypeAdapter[FromEvent] = TypeAdapter(FromEvent)
+_FROM_ADAPTER: TypeAdapter[FromEvent] = TypeAdapter(FromEvent, config=EVENT_UNION_CONFIG)
 
 
 def _decode_from(data: bytes) -> FromEvent:
