@@ -28,7 +28,7 @@ from handwritten.runtime.addresses import Address
 from handwritten.runtime.wire import FORMATS, PARSED_STRINGS, WIRE_KEY, checker
 
 NO_ENTRIES: Final[Mapping[str, str]] = MappingProxyType({})
-"""An empty mapping that nobody can fill: the headers and parameters of a delivery without."""
+"""An empty mapping nobody can fill: the headers or parameters of a delivery that has none."""
 
 HandlerT = TypeVar("HandlerT")
 EventT = TypeVar("EventT")
