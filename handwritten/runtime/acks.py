@@ -12,6 +12,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from handwritten.runtime.natsio import publish_all, subscribe_inline
+
 CONFIRM_RETRYABLE = (
     nats.errors.TimeoutError,
     nats.errors.OutboundBufferLimitError,
@@ -36,7 +38,7 @@ class Confirmations:
         self._sub: Any = None
 
     async def start(self) -> Confirmations:
-        self._sub = await self._nc.subscribe(f"{self._prefix}.*.*", cb=self._on_answer)
+        self._sub = await subscribe_inline(self._nc, f"{self._prefix}.*.*", self._on_answer)
         return self
 
     async def send(self, msgs: Sequence[Msg], payload: bytes, *, timeout: float) -> list[bool]:
@@ -49,9 +51,11 @@ class Confirmations:
         group = _Group(len(msgs), asyncio.get_running_loop().create_future())
         self._groups[token] = group
         try:
-            publish, reply = self._nc.publish, f"{self._prefix}.{token}."
-            for index, msg in enumerate(msgs):
-                await publish(msg.reply, payload, reply=f"{reply}{index}")
+            reply = f"{self._prefix}.{token}."
+            await publish_all(
+                self._nc,
+                [(msg.reply, f"{reply}{index}", payload) for index, msg in enumerate(msgs)],
+            )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await group.done
@@ -66,7 +70,7 @@ class Confirmations:
                 await self._sub.unsubscribe()
             self._sub = None
 
-    async def _on_answer(self, msg: Msg) -> None:
+    def _on_answer(self, msg: Msg) -> None:
         token, _, index = msg.subject[len(self._prefix) + 1 :].partition(".")
         group = self._groups.get(token)
         if group is not None and index.isdigit():

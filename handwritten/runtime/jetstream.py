@@ -54,6 +54,7 @@ from handwritten.runtime.errors import (
     describe_api_error,
     is_jetstream_error,
 )
+from handwritten.runtime.natsio import subscribe_inline
 from handwritten.runtime.roles import PermissionRefused, refused_publish
 
 log = logging.getLogger(__name__)
@@ -432,7 +433,7 @@ class _PubAckInbox:
         """Read once: Python 3.11's get_running_loop makes a getpid syscall at each call."""
 
     async def start(self) -> _PubAckInbox:
-        await self._nc.subscribe(f"{self._prefix}.*.*", cb=self._on_answer)
+        await subscribe_inline(self._nc, f"{self._prefix}.*.*", self._on_answer)
         return self
 
     async def publish(
@@ -463,7 +464,7 @@ class _PubAckInbox:
             group.done.cancel()
         return group.answers
 
-    async def _on_answer(self, msg: Msg) -> None:
+    def _on_answer(self, msg: Msg) -> None:
         token, _, index = msg.subject[len(self._prefix) + 1 :].partition(".")
         group = self._groups.get(token)
         if group is None or not index.isdigit():

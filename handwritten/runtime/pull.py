@@ -22,6 +22,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import Header
 
+from handwritten.runtime.natsio import subscribe_inline
+
 PULL_GRACE = 0.5
 """Seconds past a pull request's expiry to wait for the server's 408 before the request counts
 as lost (and the next fetch sends a new one)."""
@@ -88,7 +90,7 @@ class StreamingPull:
         self._error: Exception | None = None
 
     async def start(self) -> StreamingPull:
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+        self._sub = await subscribe_inline(self._nc, self._inbox, self._on_message)
         return self
 
     @property
@@ -165,7 +167,7 @@ class StreamingPull:
                 async with asyncio.timeout(left):
                     await self._arrived.wait()
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Msg) -> None:
         if msg.reply:  # a message of the stream (status messages have no reply subject)
             self._queue.append(msg)
             if self._remaining:
