@@ -25,6 +25,7 @@ from tests.bench.harness import (
     Options,
     Profiler,
     bench_servers,
+    export_revision,
     remove,
     scenarios,
     temporary_work_dir,
@@ -82,6 +83,11 @@ async def _throughput(bench: Bench, options: Options, results: Results) -> None:
     pre-built events, so a slow spell of the machine touches them all alike."""
     if options.profile_dir is not None:
         bench.profiler = Profiler(options.profile_dir)
+    sources = {
+        contender: export_revision(contender.partition("@")[2], bench.work_dir / "revisions")
+        for contender in options.contenders
+        if contender.startswith("filetrash@")
+    }
     events = {
         service: SERVICES[service].events(options.n_for(service), options.seed)
         for service in options.services
@@ -89,7 +95,7 @@ async def _throughput(bench: Bench, options: Options, results: Results) -> None:
     for round_ in range(1, options.rounds + 1):
         for service in options.services:
             for scenario in scenarios(
-                bench.nats_url, bench.database_url, service, options.contenders
+                bench.nats_url, bench.database_url, service, options.contenders, sources
             ):
                 _say(
                     f"{service} / {scenario.name} (round {round_} of {options.rounds}): "
@@ -103,10 +109,16 @@ async def _throughput(bench: Bench, options: Options, results: Results) -> None:
 def _names(values: list[str], known: tuple[str, ...], what: str) -> tuple[str, ...]:
     """Comma-separated or repeated names, each checked; all of `known` when none given."""
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
+    unknown = [name for name in names if name not in known and not _a_revision(name, known)]
     if unknown:
         raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
     return tuple(dict.fromkeys(names)) if names else ()
+
+
+def _a_revision(name: str, known: tuple[str, ...]) -> bool:
+    """`filetrash@REV`: the filetrash contender as of another revision (`export_revision`)."""
+    contender, at, revision = name.partition("@")
+    return contender == "filetrash" and "filetrash" in known and bool(at and revision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help=(
             f"throughput: only these contenders (repeatable or comma-separated; default "
-            f"{', '.join(CONTENDERS)}; also {', '.join(EXTRA_CONTENDERS)} for the trash-processor)"
+            f"{', '.join(CONTENDERS)}; also {', '.join(EXTRA_CONTENDERS)} for the "
+            "trash-processor; filetrash@REV: filetrash as of a commit, tag or branch, for an A/B "
+            "in one run)"
         ),
     )
     parser.add_argument(

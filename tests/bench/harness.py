@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,13 +142,15 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
 class Worker:
     """One consumer process of a scenario, its output in a file."""
 
-    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, command: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path = REPO_ROOT
+    ) -> None:
         self.command = list(command)
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             self.command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -206,6 +208,8 @@ class Scenario:
     description: str
     commands: list[list[str]]
     writes_rows: bool
+    source: Path = REPO_ROOT
+    """The checkout the processes run from (`filetrash@REV`: that revision's, exported)."""
 
 
 DESCRIPTIONS = {
@@ -222,24 +226,63 @@ DESCRIPTIONS = {
 
 
 def scenarios(
-    nats_url: str, database_url: str, service: str, contenders: Sequence[str]
+    nats_url: str,
+    database_url: str,
+    service: str,
+    contenders: Sequence[str],
+    sources: Mapping[str, Path] | None = None,
 ) -> list[Scenario]:
+    """The contenders' scenarios on `service`; `sources` has the exported checkout of each
+    `filetrash@REV` contender (`export_revision`)."""
     bench_service = SERVICES[service]
     out = []
     for contender in contenders:
-        commands = bench_service.commands(contender, nats_url, database_url)
+        if (source := (sources or {}).get(contender)) is not None:
+            revision = contender.partition("@")[2]
+            description = f"`filetrash run {service}` as of {revision}, from {source.name}"
+            commands = bench_service.commands("filetrash", nats_url, database_url)
+        else:
+            source = REPO_ROOT
+            description = DESCRIPTIONS[contender].replace("SERVICE", service)
+            commands = bench_service.commands(contender, nats_url, database_url)
         if commands is None:
             continue
         out.append(
             Scenario(
                 service,
                 contender,
-                DESCRIPTIONS[contender].replace("SERVICE", service),
+                description,
                 commands,
                 writes_rows=contender != "ceiling",
+                source=source,
             )
         )
     return out
+
+
+def export_revision(revision: str, into: Path) -> Path:
+    """The files of `revision` (a commit, tag or branch of this repository) exported into a
+    directory of `into`, for a `filetrash@REV` contender: an A/B of two versions in one run,
+    on the same servers, interleaved round by round. Raises BenchFailed for an unknown one."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        raise BenchFailed(f"filetrash@{revision}: no such revision in {REPO_ROOT}")
+    commit = found.stdout.strip()
+    target = into / f"filetrash-{commit[:10]}"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit], cwd=REPO_ROOT, capture_output=True
+        )
+        if archive.returncode != 0:
+            raise BenchFailed(f"filetrash@{revision}: git archive failed: {archive.stderr!r}")
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
 
 
 class Profiler:
@@ -294,10 +337,11 @@ class Bench:
         self.postgres_pid: int | None = None
         self.profiler: Profiler | None = None
 
-    def env(self) -> dict[str, str]:
+    def env(self, source: Path = REPO_ROOT) -> dict[str, str]:
+        """A worker's environment: the bench's servers, and `source`'s code first on the path."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("FILETRASH_")}
         env.update(NATS_URL=self.nats_url, DATABASE_URL=self.database_url)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
         return env
 
     async def reset(self, service: BenchService = SERVICES[DURABLE]) -> None:
@@ -380,7 +424,7 @@ class Bench:
         logs = self.work_dir / re.sub(r"\W+", "-", f"{scenario.service}-{scenario.name}-{round_}")
         logs.mkdir(parents=True, exist_ok=True)
         workers = [
-            Worker(command, self.env(), logs / f"worker-{i}.log")
+            Worker(command, self.env(scenario.source), logs / f"worker-{i}.log", scenario.source)
             for i, command in enumerate(scenario.commands)
         ]
         try:
