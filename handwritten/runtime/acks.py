@@ -54,7 +54,7 @@ class Confirmations:
             reply = f"{self._prefix}.{token}."
             await publish_all(
                 self._nc,
-                [(msg.reply, f"{reply}{index}", payload) for index, msg in enumerate(msgs)],
+                [(msg.reply, f"{reply}{index}", payload, None) for index, msg in enumerate(msgs)],
             )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):

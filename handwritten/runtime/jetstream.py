@@ -54,7 +54,7 @@ from handwritten.runtime.errors import (
     describe_api_error,
     is_jetstream_error,
 )
-from handwritten.runtime.natsio import subscribe_inline
+from handwritten.runtime.natsio import BadHeaderError, publish_all, subscribe_inline
 from handwritten.runtime.roles import PermissionRefused, refused_publish
 
 log = logging.getLogger(__name__)
@@ -416,6 +416,14 @@ class JetStreamPublisher:
         self._captured.add(subject)
 
 
+_REFUSED_MESSAGE: Final = (
+    nats.errors.BadSubjectError,
+    BadHeaderError,
+    nats.errors.MaxPayloadError,
+)
+"""What `publish_all` refuses a batch for because of one of its messages."""
+
+
 class _PubAckInbox:
     """PubAcks in bulk: the messages published together form a group, each goes out with a
     reply subject `<inbox>.<group>.<index>` on one inbox of ours, and the group's one future
@@ -448,14 +456,17 @@ class _PubAckInbox:
         group = _Answers(len(sends), self._loop.create_future())
         self._groups[token] = group
         try:
-            publish, reply = self._nc.publish, f"{self._prefix}.{token}."
-            for index, (subject, payload, headers) in enumerate(sends):
-                try:
-                    await publish(subject, payload, reply=f"{reply}{index}", headers=headers)
-                except Exception as error:  # not even sent (reconnecting, buffer full)
-                    for unsent in range(index, len(sends)):
-                        group.answered(unsent, error)
-                    break
+            reply = f"{self._prefix}.{token}."
+            try:
+                await publish_all(
+                    self._nc,
+                    [(s, f"{reply}{index}", p, h) for index, (s, p, h) in enumerate(sends)],
+                )
+            except _REFUSED_MESSAGE:  # nothing was sent: one by one, to tell which and why
+                await self._publish_each(sends, reply, group)
+            except Exception as error:  # not even sent (closed, reconnecting, buffer full)
+                for index in range(len(sends)):
+                    group.answered(index, error)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await group.done
@@ -463,6 +474,21 @@ class _PubAckInbox:
             del self._groups[token]
             group.done.cancel()
         return group.answers
+
+    async def _publish_each(
+        self, sends: Sequence[tuple[str, bytes, dict[str, str]]], reply: str, group: _Answers
+    ) -> None:
+        """The batch one message at a time, after `publish_all` refused it for one of them:
+        that one fails alone, the others go."""
+        for index, (subject, payload, headers) in enumerate(sends):
+            try:
+                await self._nc.publish(subject, payload, reply=f"{reply}{index}", headers=headers)
+            except _REFUSED_MESSAGE as refused:  # this message only
+                group.answered(index, refused)
+            except Exception as error:  # not even sent (reconnecting, buffer full)
+                for unsent in range(index, len(sends)):
+                    group.answered(unsent, error)
+                return
 
     def _on_answer(self, msg: Msg) -> None:
         token, _, index = msg.subject[len(self._prefix) + 1 :].partition(".")

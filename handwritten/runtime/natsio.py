@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import nats.errors
@@ -40,6 +40,14 @@ _CLIENT_INTERNALS: Final = (
 )
 _UNSAFE_SUBJECT: Final = re.compile(r"[ \t\r\n]")
 """What nats-py refuses in a subject: it would split or end the protocol line (injection)."""
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A header name nats-py accepts: an HTTP token."""
+_LINE_BREAKS_TO_SPACES: Final = str.maketrans({"\r": " ", "\n": " "})
+
+BadHeaderError: Final[type[nats.errors.Error]] = getattr(
+    nats.errors, "BadHeaderError", nats.errors.Error
+)
+"""nats-py's error for a header name that is not a token (2.11 and older have none: their base Error)."""
 
 
 async def subscribe_inline(
@@ -118,33 +126,59 @@ class _Inline:
         raise asyncio.QueueEmpty
 
 
-def pub_commands(messages: Sequence[tuple[str, str, bytes]], max_payload: int) -> bytes:
-    """The NATS protocol's `PUB <subject> <reply> <size>` command for each (subject, reply,
-    payload), one after the other, as nats-py's `publish` writes them. Refused as nats-py
-    refuses them: an empty subject or one with white space (BadSubjectError), a payload over
+Outgoing = tuple[str, str, bytes, Mapping[str, str] | None]
+"""A message to publish: (subject, reply subject or "", payload, headers or None)."""
+
+
+def pub_commands(messages: Sequence[Outgoing], max_payload: int) -> bytes:
+    """The NATS protocol's command for each (subject, reply, payload, headers), one after the
+    other, byte for byte as nats-py's `publish` writes them: `PUB <subject> <reply> <size>`,
+    or with headers `HPUB <subject> <reply> <header size> <total size>` and a `NATS/1.0`
+    header block (names trimmed, values trimmed and their line breaks made spaces). Refused as
+    nats-py refuses them: an empty subject, or a subject or reply with white space
+    (BadSubjectError); a header name that is not a token (BadHeaderError); a payload over
     `max_payload` (MaxPayloadError)."""
     commands = []
-    for subject, reply, payload in messages:
+    for subject, reply, payload, headers in messages:
         if not subject or _UNSAFE_SUBJECT.search(subject) or _UNSAFE_SUBJECT.search(reply):
             raise nats.errors.BadSubjectError
         if len(payload) > max_payload:
             raise nats.errors.MaxPayloadError
-        commands.append(f"PUB {subject} {reply} {len(payload)}\r\n".encode())
+        if headers is None:
+            commands.append(f"PUB {subject} {reply} {len(payload)}\r\n".encode())
+        else:
+            block = _header_block(headers)
+            size = len(block)
+            commands.append(f"HPUB {subject} {reply} {size} {size + len(payload)}\r\n".encode())
+            commands.append(block)
         commands.append(payload)
         commands.append(b"\r\n")
     return b"".join(commands)
 
 
-async def publish_all(nc: Client, messages: Sequence[tuple[str, str, bytes]]) -> None:
-    """Publish each (subject, reply, payload), no headers, as `nc.publish` does one by one, but
+def _header_block(headers: Mapping[str, str]) -> bytes:
+    lines = ["NATS/1.0\r\n"]
+    for name, value in headers.items():
+        name = name.strip()
+        if not name:
+            continue
+        if not _HEADER_NAME.fullmatch(name):
+            raise BadHeaderError(name)
+        lines.append(f"{name}: {value.strip().translate(_LINE_BREAKS_TO_SPACES)}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode()
+
+
+async def publish_all(nc: Client, messages: Sequence[Outgoing]) -> None:
+    """Publish each (subject, reply, payload, headers) as `nc.publish` does one by one, but
     handed to nats-py's outgoing buffer as one piece: all are buffered, or none (an error is
-    raised before anything is written: closed, draining, a bad subject, no room to buffer while
-    reconnecting)."""
+    raised before anything is written: closed, draining, a bad subject or header, no room to
+    buffer while reconnecting)."""
     if not messages:
         return
     if not all(hasattr(nc, name) for name in _CLIENT_INTERNALS):
-        for subject, reply, payload in messages:
-            await nc.publish(subject, payload, reply=reply)
+        for subject, reply, payload, headers in messages:
+            await nc.publish(subject, payload, reply=reply, headers=dict(headers or {}) or None)
         return
     if nc.is_closed:
         raise nats.errors.ConnectionClosedError
@@ -158,7 +192,7 @@ async def publish_all(nc: Client, messages: Sequence[tuple[str, str, bytes]]) ->
     ):
         raise nats.errors.OutboundBufferLimitError
     nc.stats["out_msgs"] += len(messages)
-    nc.stats["out_bytes"] += sum(len(payload) for _, _, payload in messages)
+    nc.stats["out_bytes"] += sum(len(message[2]) for message in messages)
     await client._send_command(command)
     if client._flush_queue is not None and client._flush_queue.empty():
         await client._flush_pending()

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from handwritten.runtime.connect import connect_nats
-from handwritten.runtime.natsio import is_inline, publish_all, subscribe_inline
+from handwritten.runtime.natsio import BadHeaderError, is_inline, publish_all, subscribe_inline
 from tests.support.servers import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ async def test_messages_are_handed_over_inline_in_order_with_no_bytes_left_pendi
     received = Received(expected=500)
     sub = await subscribe_inline(nc, "inline.>", received)
     assert is_inline(sub), "the installed nats-py lacks what subscribe_inline relies on"
-    await publish_all(nc, [(f"inline.{i}", "", str(i).encode()) for i in range(500)])
+    await publish_all(nc, [(f"inline.{i}", "", str(i).encode(), None) for i in range(500)])
     messages = await received.wait()
     assert [m.data for m in messages] == [str(i).encode() for i in range(500)]
     assert [m.subject for m in messages] == [f"inline.{i}" for i in range(500)]
@@ -109,13 +109,17 @@ async def test_publish_all_sends_each_message_with_its_reply_subject(nc: Client)
     before = nc.stats["out_msgs"]
     await publish_all(
         nc,
-        [("all.a", "_INBOX.r.0", b"+ACK"), ("all.b", "_INBOX.r.1", b""), ("all.c", "", b"x" * 300)],
+        [
+            ("all.a", "_INBOX.r.0", b"+ACK", None),
+            ("all.b", "_INBOX.r.1", b"", {"Nats-Msg-Id": "b-1", "traceparent": "00-ab-cd-01"}),
+            ("all.c", "", b"x" * 300, {}),
+        ],
     )
     messages = await received.wait()
-    assert [(m.subject, m.reply, m.data) for m in messages] == [
-        ("all.a", "_INBOX.r.0", b"+ACK"),
-        ("all.b", "_INBOX.r.1", b""),
-        ("all.c", "", b"x" * 300),
+    assert [(m.subject, m.reply, m.data, m.headers) for m in messages] == [
+        ("all.a", "_INBOX.r.0", b"+ACK", None),
+        ("all.b", "_INBOX.r.1", b"", {"Nats-Msg-Id": "b-1", "traceparent": "00-ab-cd-01"}),
+        ("all.c", "", b"x" * 300, None),
     ]
     assert nc.stats["out_msgs"] == before + 3
 
@@ -123,9 +127,11 @@ async def test_publish_all_sends_each_message_with_its_reply_subject(nc: Client)
 async def test_a_refused_batch_writes_nothing(nc: Client) -> None:
     received = Received(expected=1)
     await subscribe_inline(nc, "refused.*", received)
-    with pytest.raises(nats.errors.BadSubjectError):
-        await publish_all(nc, [("refused.a", "", b"1"), ("refused.b\r\nPUB refused.c 1", "", b"2")])
-    await publish_all(nc, [("refused.after", "", b"3")])
+    with pytest.raises(BadHeaderError):
+        await publish_all(
+            nc, [("refused.a", "", b"1", None), ("refused.b", "", b"2", {"Bad Name": "v"})]
+        )
+    await publish_all(nc, [("refused.after", "", b"3", None)])
     # Had any of the refused batch been written, it would have come first.
     messages = await received.wait()
     assert [(m.subject, m.data) for m in messages] == [("refused.after", b"3")]
@@ -135,7 +141,7 @@ async def test_publish_all_on_a_closed_connection_raises(nats_server: NatsServer
     nc = await connect_nats(nats_server.url, name="test-natsio-closed")
     await nc.close()
     with pytest.raises(nats.errors.ConnectionClosedError):
-        await publish_all(nc, [("closed.a", "", b"1")])
+        await publish_all(nc, [("closed.a", "", b"1", None)])
 
 
 async def test_while_reconnecting_publishes_are_buffered_and_sent_after(
@@ -148,7 +154,7 @@ async def test_while_reconnecting_publishes_are_buffered_and_sent_after(
         await nc.flush()
         nats_server.stop()
         await asyncio.wait_for(_until(lambda: nc.is_reconnecting), 10)
-        await publish_all(nc, [("buffered.a", "", b"1"), ("buffered.b", "", b"2")])
+        await publish_all(nc, [("buffered.a", "", b"1", None), ("buffered.b", "", b"2", None)])
         assert nc.pending_data_size > 0
         nats_server.start()
         # On reconnecting, nats-py subscribes again before it writes what it buffered.

@@ -169,3 +169,29 @@ async def test_publish_many_answers_a_full_stream_at_once_and_each_message_alone
     assert isinstance(lost, NoStreamCaptures)
     again = await publisher.publish_many([OutgoingMessage("tiny.b", b"3", "m3")])
     assert not isinstance(again[0], Exception) and again[0].duplicate and again[0].seq == 2
+
+
+async def test_a_header_nats_cannot_carry_fails_its_message_and_the_others_are_stored(
+    js: JetStreamContext,
+) -> None:
+    """`publish_many` writes a batch in one piece; a message refused before anything is
+    written (a header name with a space) is its own failure: the batch is then sent one by
+    one, and the others are stored."""
+    from handwritten.runtime.contract import OutgoingMessage
+    from handwritten.runtime.natsio import BadHeaderError
+
+    publisher = JetStreamPublisher(js, timeout=10.0, attempts=1, retry_for=0.0)
+    results = await publisher.publish_many(
+        [
+            OutgoingMessage("files.deleted", b"1", "h1", {"Trace-Id": "t-1"}),
+            OutgoingMessage("files.deleted", b"2", "h2", {"Bad Name": "x"}),
+            OutgoingMessage("files.deleted", b"3", "h3"),
+        ]
+    )
+    first, bad, after = results
+    assert not isinstance(first, Exception) and first.seq == 1
+    assert isinstance(bad, BadHeaderError)
+    assert not isinstance(after, Exception) and after.seq == 2
+    assert await stored(js) == 2
+    message = await js.get_msg("FILE_EVENTS", 1)
+    assert message.headers == {"Trace-Id": "t-1", "Nats-Msg-Id": "h1"}

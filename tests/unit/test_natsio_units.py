@@ -1,25 +1,58 @@
-"""The PUB commands `publish_all` writes in one piece: byte for byte what nats-py's `publish`
-writes for each message, and refused where nats-py refuses (no protocol injection)."""
+"""The commands `publish_all` writes in one piece: byte for byte what nats-py's `publish`
+writes for each message, with and without headers, and refused where nats-py refuses (no
+protocol injection)."""
 
 from __future__ import annotations
+
+import asyncio
 
 import nats.errors
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nats.protocol.command import pub_cmd
+from nats.aio.client import Client
 
-from handwritten.runtime.natsio import pub_commands
+from handwritten.runtime.natsio import BadHeaderError, Outgoing, pub_commands
 
 _subjects = st.text(
     st.characters(blacklist_characters=" \t\r\n", blacklist_categories=("Cs",)), min_size=1
 )
+_header_names = st.text(
+    st.sampled_from("!#$%&'*+-.^_`|~0123456789abcXYZ"), min_size=1, max_size=12
+).map(lambda name: f" {name}" if len(name) % 3 == 0 else name)  # some with space to trim
+_header_values = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_messages = st.lists(
+    st.tuples(
+        _subjects,
+        _subjects | st.just(""),
+        st.binary(max_size=64),
+        st.none() | st.dictionaries(_header_names, _header_values, max_size=3),
+    ),
+    max_size=6,
+)
 
 
-@given(st.lists(st.tuples(_subjects, _subjects | st.just(""), st.binary(max_size=64)), max_size=8))
-def test_the_commands_are_nats_pys_own(messages: list[tuple[str, str, bytes]]) -> None:
-    expected = b"".join(pub_cmd(subject, reply, payload) for subject, reply, payload in messages)
-    assert pub_commands(messages, max_payload=1024) == expected
+def _written_by_nats_py(messages: list[Outgoing]) -> bytes:
+    """What nats-py's publish path hands to its outgoing buffer for each message."""
+    nc = Client()
+    written: list[bytes] = []
+
+    async def capture(command: bytes, priority: bool = False) -> None:
+        written.append(command)
+
+    nc._send_command = capture  # type: ignore[method-assign]
+
+    async def publish_each() -> None:
+        for subject, reply, payload, headers in messages:
+            await nc._send_publish(subject, reply, payload, len(payload), headers)
+
+    asyncio.run(publish_each())
+    return b"".join(written)
+
+
+@given(_messages)
+def test_the_commands_are_nats_pys_own(messages: list[Outgoing]) -> None:
+    assert pub_commands(messages, max_payload=1024) == _written_by_nats_py(messages)
 
 
 @pytest.mark.parametrize(
@@ -34,12 +67,23 @@ def test_the_commands_are_nats_pys_own(messages: list[tuple[str, str, bytes]]) -
     ],
 )
 def test_a_subject_that_would_break_the_protocol_line_is_refused(subject: str, reply: str) -> None:
-    good = ("ok", "_INBOX.ok", b"+ACK")
+    good: Outgoing = ("ok", "_INBOX.ok", b"+ACK", None)
     with pytest.raises(nats.errors.BadSubjectError):
-        pub_commands([good, (subject, reply, b"+ACK")], max_payload=1024)
+        pub_commands([good, (subject, reply, b"+ACK", None)], max_payload=1024)
+
+
+@pytest.mark.parametrize("name", ["Bad Name", "Name:", "Line\r\nPUB evil 0", "ünïcode"])
+def test_a_header_name_that_is_not_a_token_is_refused(name: str) -> None:
+    with pytest.raises(BadHeaderError):
+        pub_commands([("a", "", b"x", {"Nats-Msg-Id": "1", name: "v"})], max_payload=1024)
+
+
+def test_a_header_value_cannot_end_its_line() -> None:
+    command = pub_commands([("a", "", b"x", {"Trace": " one\r\nPUB evil 0\r\n "})], 1024)
+    assert command == b"HPUB a  36 37\r\nNATS/1.0\r\nTrace: one  PUB evil 0\r\n\r\nx\r\n"
 
 
 def test_a_payload_over_the_servers_limit_is_refused() -> None:
-    assert pub_commands([("a", "", b"x" * 8)], max_payload=8)
+    assert pub_commands([("a", "", b"x" * 8, None)], max_payload=8)
     with pytest.raises(nats.errors.MaxPayloadError):
-        pub_commands([("a", "", b"x" * 9)], max_payload=8)
+        pub_commands([("a", "", b"x" * 9, {"H": "v"})], max_payload=8)
