@@ -88,3 +88,20 @@ def test_one_tiny_run_of_the_bench_produces_the_report(tmp_path: Path) -> None:
     assert [g["channels"] for g in results["generation"]] == [5, 2, 4]
     assert results["generation_fit"] is not None
     assert results["machine"]["cores"] >= 1 and results["machine"]["postgresql"]
+
+
+def test_the_client_microbenchmark_runs_and_reports_each_path() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.bench.natsio_micro", "--messages", "512", "--repeats", "1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "µs" in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| receive (publish + receive)",
+        "| acks with a reply subject",
+        "| publishes with headers",
+    ]
