@@ -22,6 +22,7 @@ tests/unit/test_natsio_units.py holds what is written to what nats-py's own `pub
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -75,7 +76,168 @@ async def subscribe_inline(
         # nobody was told of yet) is handed over first.
         while not queue.empty():
             sub._pending_queue.put_nowait(queue.get_nowait())
+        read_inline(nc)
     return sub
+
+
+def read_inline(nc: Client) -> bool:
+    """Have the connection's reader hand the messages of inline subscriptions over itself, in
+    fewer steps than nats-py's `_process_msg`; whether it does (once installed, it stays).
+
+    nats-py's reader passes every message it parses to `Client._process_msg`, a coroutine that
+    counts it, parses its header block, builds the `Msg`, checks for JetStream flow control and
+    an old-style request, counts its bytes as pending and puts it on the subscription's queue
+    (for an inline subscription, `_Inline`, which hands it over at once). For an inline
+    subscription most of that is moot; the connection's `_process_msg` is replaced (on the
+    instance: other connections keep nats-py's) by `_InlineReader`, which does the rest:
+    counts the message in the connection's and the subscription's statistics, parses its
+    headers (`parse_headers`, nats-py's rules with each distinct header name checked once),
+    builds the `Msg` as nats-py does and hands it over. Any other message — another
+    subscription's, one with a status line (a pull's 404 or 408), a subscription with a message
+    limit, a JetStream push subscription or an old-style request — takes nats-py's own way.
+    """
+    if isinstance(nc.__dict__.get("_process_msg"), _InlineReader):
+        return True
+    if not all(hasattr(nc, name) for name in _READER_INTERNALS):
+        return False
+    nc._process_msg = _InlineReader(nc)  # type: ignore[method-assign]
+    return True
+
+
+_READER_INTERNALS: Final = ("_process_msg", "_process_headers", "_build_message", "_subs", "stats")
+
+_HEADER_NAMES_KEPT: Final = 512
+"""Header names whose check is remembered (per process; a stream's messages share a few)."""
+_header_names: dict[bytes, str | None] = {}
+_UNSEEN: Final = object()
+
+
+def _header_name(raw: bytes) -> str | None:
+    """What nats-py makes of a header line's name: stripped, ASCII, no white space inside;
+    None when it skips the line. Remembered for the first `_HEADER_NAMES_KEPT` names."""
+    name = _header_names.get(raw, _UNSEEN)
+    if name is not _UNSEEN:
+        return name  # type: ignore[return-value]
+    try:
+        name = raw.strip().decode("ascii")
+    except UnicodeDecodeError:
+        name = None
+    else:
+        if _WHITE_SPACE.search(name):
+            name = None
+    if len(_header_names) < _HEADER_NAMES_KEPT:
+        _header_names[raw] = name
+    return name
+
+
+_WHITE_SPACE: Final = re.compile(r"\s")
+"""What `str.isspace` calls white space (nats-py skips a name with any inside)."""
+
+
+def parse_headers(block: bytes) -> dict[str, str] | None:
+    """A `NATS/1.0` header block without a status as nats-py 2.16 reads it (`Client.
+    _process_headers` with `_parse_header_lines`): a line `Name: value` per header, the name
+    stripped and skipped unless ASCII without white space inside, the value stripped and
+    decoded as UTF-8 with replacement characters, a later header of a name replacing an
+    earlier; None when no header is left. tests/unit/test_natsio_units.py holds it to nats-py's
+    own reading."""
+    headers: dict[str, str] = {}
+    for line in block[_HEADER_LINES_START:].split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon:
+            key = _header_name(name)
+            if key is not None:
+                headers[key] = value.strip().decode("utf-8", "replace")
+    return headers or None
+
+
+_HEADER_LINES_START: Final = len(b"NATS/1.0\r\n")
+_STATUS_AT: Final = len(b"NATS/1.0")
+
+
+def nats_reads_headers_like_this() -> bool:
+    """Whether the installed nats-py reads header blocks as `parse_headers` does: 2.16's own
+    parser, not `email.parser` (2.15 and older) nor the optional `fast_mail_parser`."""
+    import nats.aio.client as client_module
+
+    return hasattr(Client, "_parse_header_lines") and not getattr(
+        client_module, "parse_email", None
+    )
+
+
+_MSG_FIELDS: Final = (
+    "_client",
+    "subject",
+    "reply",
+    "data",
+    "headers",
+    "_metadata",
+    "_ackd",
+    "_sid",
+)
+
+
+def _msg_is_positional(nc: Client) -> bool:
+    """Whether the connection's messages are nats-py's `Msg` with the fields `_new_msg` fills
+    by position."""
+    return getattr(nc, "msg_class", None) is Msg and (
+        tuple(field.name for field in dataclasses.fields(Msg)) == _MSG_FIELDS
+    )
+
+
+class _InlineReader:
+    """A connection's `_process_msg` for inline subscriptions (`read_inline`)."""
+
+    __slots__ = ("_build", "_client", "_fast_headers", "_nats_process_msg", "_stats", "_subs")
+
+    def __init__(self, nc: Client) -> None:
+        client: Any = nc
+        self._client = nc
+        self._nats_process_msg = client._process_msg
+        self._subs: dict[int, Subscription] = client._subs
+        self._stats: dict[str, int] = nc.stats
+        self._build = self._new_msg if _msg_is_positional(nc) else client._build_message
+        self._fast_headers = nats_reads_headers_like_this()
+
+    def _new_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None
+    ) -> Msg:
+        """`Client._build_message`, with the fields given by position (half the cost)."""
+        return Msg(self._client, subject.decode(), reply.decode(), data, headers, None, False, sid)
+
+    async def __call__(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        sub: Any = self._subs.get(sid)
+        if (
+            sub is None
+            or type(sub._pending_queue) is not _Inline
+            or sub._max_msgs > 0
+            or sub._jsi is not None
+            or sub._future is not None
+            or (headers and not self._reads_headers(headers))
+        ):
+            await self._nats_process_msg(sid, subject, reply, data, headers)
+            return
+        stats = self._stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        sub._received += 1
+        msg = self._build(sid, subject, reply, data, parse_headers(headers) if headers else None)
+        sub._pending_queue.hand_over(msg)
+
+    def _reads_headers(self, headers: bytes) -> bool:
+        """Whether `parse_headers` reads this block as nats-py would: the installed nats-py's
+        own rules, no status line (a space after `NATS/1.0` where a line break would be)."""
+        return (
+            self._fast_headers
+            and len(headers) > _HEADER_LINES_START
+            and headers[_STATUS_AT] == _NO_STATUS
+        )
+
+
+_NO_STATUS: Final = ord("\r")
+"""The byte after `NATS/1.0` in a header block without a status line (with one: a space)."""
 
 
 def is_inline(sub: Subscription) -> bool:
@@ -99,6 +261,9 @@ class _Inline:
         # nats-py counted the message's bytes as pending in the subscription (its slow-consumer
         # limit); its task would subtract them when it took the message off the queue.
         self._sub._pending_size -= len(msg.data)
+        self.hand_over(msg)
+
+    def hand_over(self, msg: Msg) -> None:
         try:
             self._on_message(msg)
         except Exception:

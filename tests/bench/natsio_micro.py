@@ -5,7 +5,9 @@ on a nats-server of its own: process CPU per message, as ratios within one run.
 
 - receive: messages published and received on one connection each, in one process (the
   publishing is the same in both, so the difference is the receiving): a subscription with
-  a callback, against `subscribe_inline`;
+  a callback, against `subscribe_inline` (and its connection's inline reader); without
+  headers (as the server's ack confirmations come), and with a `Nats-Msg-Id` (as a stream's
+  messages are delivered);
 - acks: 256 acks with a reply subject per batch, `publish` each, against `publish_all`;
 - publishes with headers: 256 messages with `Nats-Msg-Id` and `traceparent` per batch, the
   same two ways.
@@ -28,10 +30,11 @@ from handwritten.runtime.natsio import Outgoing, publish_all, subscribe_inline
 from tests.support.servers import NatsServer
 
 PAYLOAD = b"x" * 420
+MSG_ID = "6f1c1a5e-8a4b-5c1e-9d0e-2f3a4b5c6d7e"
 BATCH = 256
 
 
-async def _receive(url: str, count: int, inline: bool) -> float:
+async def _receive(url: str, count: int, inline: bool, headers: dict[str, str] | None) -> float:
     nc, publisher = await nats.connect(url), await nats.connect(url)
     got = 0
     all_in: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -52,7 +55,7 @@ async def _receive(url: str, count: int, inline: bool) -> float:
     await nc.flush()
     started = time.process_time()
     for _ in range(count):
-        await publisher.publish("micro.receive", PAYLOAD)
+        await publisher.publish("micro.receive", PAYLOAD, headers=headers)
     await publisher.flush()
     await all_in
     spent = time.process_time() - started
@@ -99,8 +102,13 @@ async def measure(url: str, count: int, repeats: int) -> list[tuple[str, float, 
     for name, public, ours in (
         (
             "receive (publish + receive)",
-            lambda: _receive(url, count, False),
-            lambda: _receive(url, count, True),
+            lambda: _receive(url, count, False, None),
+            lambda: _receive(url, count, True, None),
+        ),
+        (
+            "receive with a Nats-Msg-Id header",
+            lambda: _receive(url, count, False, {"Nats-Msg-Id": MSG_ID}),
+            lambda: _receive(url, count, True, {"Nats-Msg-Id": MSG_ID}),
         ),
         (
             "acks with a reply subject",

@@ -102,6 +102,7 @@ def test_the_client_microbenchmark_runs_and_reports_each_path() -> None:
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "µs" in line]
     assert [row.split(" | ")[0] for row in rows] == [
         "| receive (publish + receive)",
+        "| receive with a Nats-Msg-Id header",
         "| acks with a reply subject",
         "| publishes with headers",
     ]

@@ -16,7 +16,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from handwritten.runtime.connect import connect_nats
-from handwritten.runtime.natsio import BadHeaderError, is_inline, publish_all, subscribe_inline
+from handwritten.runtime.natsio import (
+    BadHeaderError,
+    is_inline,
+    publish_all,
+    read_inline,
+    subscribe_inline,
+)
 from tests.support.servers import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -63,6 +69,57 @@ async def test_messages_are_handed_over_inline_in_order_with_no_bytes_left_pendi
     assert sub.pending_bytes == 0
     assert sub.pending_msgs == 0
     assert sub.delivered == 500
+
+
+async def test_the_reader_hands_inline_messages_over_with_nats_pys_headers_and_counts(
+    nc: Client,
+) -> None:
+    received = Received(expected=3)
+    sub = await subscribe_inline(nc, "reader.*", received)
+    assert read_inline(nc), "the installed nats-py lacks what the inline reader relies on"
+    in_msgs, in_bytes = nc.stats["in_msgs"], nc.stats["in_bytes"]
+    sent = [
+        ("reader.1", b"one", {"Nats-Msg-Id": "a-1", "traceparent": "00-ab-cd-01"}),
+        ("reader.2", b"", {"Nats-Msg-Id": " spaced value "}),
+        ("reader.3", b"three", None),
+    ]
+    await publish_all(nc, [(subject, "", data, headers) for subject, data, headers in sent])
+    messages = await received.wait()
+    assert [(m.subject, m.data) for m in messages] == [(s, d) for s, d, _ in sent]
+    assert [m.headers for m in messages] == [
+        {"Nats-Msg-Id": "a-1", "traceparent": "00-ab-cd-01"},
+        {"Nats-Msg-Id": "spaced value"},
+        None,
+    ]
+    assert nc.stats["in_msgs"] - in_msgs == 3
+    assert nc.stats["in_bytes"] - in_bytes == len(b"one") + len(b"three")
+    assert sub.delivered == 3
+    assert sub.pending_bytes == 0
+
+
+async def test_what_the_reader_leaves_to_nats_py_still_arrives(nc: Client) -> None:
+    """A status message (no responders: a space after NATS/1.0), a subscription with a message
+    limit and one with nats-py's own queue go nats-py's way, on the same connection."""
+    statuses = Received(expected=1)
+    inbox = nc.new_inbox()
+    await subscribe_inline(nc, inbox, statuses)
+    await nc.publish("reader.nobody.listens", b"?", reply=inbox)
+    [status] = await statuses.wait()
+    assert status.headers is not None and status.headers.get("Status") == "503"
+
+    limited = Received(expected=2)
+    sub = await subscribe_inline(nc, "reader.limited", limited)
+    await sub.unsubscribe(limit=2)
+    for data in (b"1", b"2", b"3"):
+        await nc.publish("reader.limited", data)
+    assert [m.data for m in await limited.wait()] == [b"1", b"2"]
+
+    queued = await nc.subscribe("reader.queued")
+    await nc.publish("reader.queued", b"q", headers={"k": "v"})
+    msg = await queued.next_msg(timeout=5)
+    assert (msg.data, msg.headers) == (b"q", {"k": "v"})
+    await nc.flush()
+    assert limited.messages[2:] == []  # the third came after the limit: not handed over
 
 
 async def test_a_failing_function_is_logged_and_the_next_message_still_comes(

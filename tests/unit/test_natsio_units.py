@@ -1,6 +1,6 @@
 """The commands `publish_all` writes in one piece: byte for byte what nats-py's `publish`
 writes for each message, with and without headers, and refused where nats-py refuses (no
-protocol injection)."""
+protocol injection). The header blocks the inline reader parses: read as nats-py reads them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from handwritten.runtime.natsio import BadHeaderError, Outgoing, pub_commands
+from handwritten.runtime.natsio import (
+    BadHeaderError,
+    Outgoing,
+    nats_reads_headers_like_this,
+    parse_headers,
+    pub_commands,
+)
 
 _subjects = st.text(
     st.characters(blacklist_characters=" \t\r\n", blacklist_categories=("Cs",)), min_size=1
@@ -87,3 +93,29 @@ def test_a_payload_over_the_servers_limit_is_refused() -> None:
     assert pub_commands([("a", "", b"x" * 8, None)], max_payload=8)
     with pytest.raises(nats.errors.MaxPayloadError):
         pub_commands([("a", "", b"x" * 9, {"H": "v"})], max_payload=8)
+
+
+_header_lines = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(
+                [b"Nats-Msg-Id", b" traceparent ", b"a b", b"x\x1c", b"caf\xc3\xa9", b"", b"K"]
+            )
+            | st.binary(max_size=8).filter(lambda b: b":" not in b and b"\r\n" not in b),
+            st.binary(max_size=12).filter(lambda b: b"\r\n" not in b),
+        ).map(lambda line: line[0] + b":" + line[1]),
+        st.binary(max_size=10).filter(lambda b: b"\r\n" not in b),  # with no colon, or empty
+    ),
+    max_size=5,
+)
+
+
+@pytest.mark.skipif(
+    not nats_reads_headers_like_this(), reason="the installed nats-py reads headers otherwise"
+)
+@given(_header_lines)
+def test_a_header_block_is_read_as_nats_py_reads_it(lines: list[bytes]) -> None:
+    block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    by_nats_py = asyncio.run(Client()._process_headers(block))
+    assert parse_headers(block) == by_nats_py
+    assert parse_headers(block) == by_nats_py  # again: names checked before are remembered
