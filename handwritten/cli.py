@@ -202,7 +202,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from handwritten.runtime.consume import ConsumerMissing, ConsumerNotPullBased, ConsumeSettings
+    from handwritten.runtime.consume import ConsumeSettings
+    from handwritten.runtime.durable import ConsumerMissing, ConsumerNotPullBased
     from handwritten.runtime.logging import setup_logging
     from handwritten.runtime.run import DatabaseNotMigrated, run_service
     from handwritten.runtime.servers import resolve_servers

@@ -1,7 +1,9 @@
 """The consume loop: batched pulls from an existing durable, decode, dispatch, settle.
 
-The pull transport lives in `runtime/pull.py` (`StreamingPull`), the acks confirmed by the
-server in `runtime/acks.py` (`Confirmations`); this module is the loop itself.
+The pull transport lives in `runtime/pull.py` (`StreamingPull`); how a message is settled
+(acked, nak'ed, held, dead-lettered) and kept in progress in `runtime/settle.py` (`Settle`),
+with the acks confirmed by the server in `runtime/acks.py` (`Confirmations`); the durable and
+its config in `runtime/durable.py`. This module is the loop itself.
 
 Delivery semantics (at least once — handlers must be idempotent):
 
@@ -56,7 +58,6 @@ Delivery semantics (at least once — handlers must be idempotent):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -71,11 +72,10 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, ConsumerInfo
+from nats.js.api import ConsumerInfo
 from pydantic import ValidationError
 
 from handwritten.runtime import tracing
-from handwritten.runtime.acks import CONFIRM_RETRYABLE, Confirmations
 from handwritten.runtime.addresses import InvalidSubjectParameter, SubjectOutsideAddress
 from handwritten.runtime.advisories import MaxDeliveriesWatcher
 from handwritten.runtime.contract import (
@@ -86,18 +86,20 @@ from handwritten.runtime.contract import (
     PermanentError,
     new_delivery,
 )
-from handwritten.runtime.deadletter import DeadLetterFailed, DeadLetterReason, dead_letter, one_line
-from handwritten.runtime.errors import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, is_jetstream_error
-from handwritten.runtime.jetstream import JetStreamPublisher, StreamFull
+from handwritten.runtime.deadletter import DeadLetterReason, one_line
+from handwritten.runtime.durable import (
+    ConsumerMissing,
+    DurableConfig,
+    bind_consumer,
+)
 from handwritten.runtime.pull import Pull, StreamingPull
-from handwritten.runtime.roles import PermissionRefused
+from handwritten.runtime.settle import Settle, sleep_unless, stream_full
 from handwritten.runtime.shutdown import install_shutdown, uninstall_shutdown
 
 log = logging.getLogger(__name__)
 
 H = TypeVar("H")
 E = TypeVar("E")
-T = TypeVar("T")
 
 EVENT_TYPE_FIELD: Final = "eventType"
 
@@ -110,17 +112,6 @@ brought (at least this, at most `batch_size`): under a backlog that doubles up t
 batch in a few pulls; in a trickle a pull stays small, so that the request left open for its
 expiry does not collect a full batch of messages that all fail, each spending a delivery,
 when a dependency goes down before the loop backs off."""
-
-CONFIG_MAX_AGE = 30.0
-"""Seconds the consumer's config (max_deliver, ack wait) is trusted before it is read again."""
-
-
-class ConsumerMissing(Exception):
-    """The durable consumer (or its stream) does not exist: the loop never creates one."""
-
-
-class ConsumerNotPullBased(Exception):
-    """The durable exists but is a push consumer (it has a deliver_subject)."""
 
 
 @dataclass(frozen=True)
@@ -291,56 +282,6 @@ def classify_invalid(
     return "schema-invalid", one_line(f"{where}: {first['msg']}{more}")
 
 
-def shortest_ack_wait(config: ConsumerConfig) -> float:
-    """The shortest time JetStream waits for an ack before redelivering: with a backoff list
-    the server uses it instead of ack_wait, first delivery included."""
-    waits = [w for w in (config.backoff or []) if w and w > 0]
-    if not waits and config.ack_wait:
-        waits = [config.ack_wait]
-    return min(waits) if waits else 30.0
-
-
-def _is_missing(error: BaseException) -> bool:
-    return is_jetstream_error(error, CONSUMER_NOT_FOUND, STREAM_NOT_FOUND)
-
-
-def _missing_message(endpoint: ConsumerEndpoint[Any, Any], error: BaseException) -> str:
-    what = (
-        f"stream {endpoint.stream}"
-        if getattr(error, "err_code", None) == STREAM_NOT_FOUND
-        else f"durable consumer {endpoint.durable} on stream {endpoint.stream}"
-    )
-    return f"{what} does not exist: run `filetrash provision` to create the spec's topology"
-
-
-Failure = TypeVar("Failure", bound=BaseException)
-
-
-def _behind(error: BaseException, kind: type[Failure]) -> Failure | None:
-    """The `kind` error behind `error` (itself, its cause or context), if any."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def stream_full(error: BaseException) -> StreamFull | None:
-    """The `StreamFull` behind `error` (itself, its cause or context), if any."""
-    return _behind(error, StreamFull)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, but wake as soon as `stop` is set."""
-    if seconds <= 0 or stop.is_set():
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
 def _delivery(msg: Msg, parameters: dict[str, str]) -> Delivery:
     """Where `msg` came from, read straight from its ack subject: nats-py's `metadata` builds
     two dataclasses and a datetime per message that the loop does not need on its way."""
@@ -383,32 +324,6 @@ def read_parameters(endpoint: ConsumerEndpoint[Any, Any], subject: str) -> dict[
         return one_line(str(error))
 
 
-class _ProgressTimer:
-    """Sends +WPI for `msgs` every `interval` seconds until cancelled.
-
-    An object rather than a closure that schedules itself again: such a closure refers to
-    itself, a reference cycle that holds the batch's messages until the garbage collector
-    runs — for a busy consumer, most of the objects it has to traverse."""
-
-    __slots__ = ("_consumer", "_handle", "_interval", "_msgs")
-
-    def __init__(self, consumer: _Consumer, msgs: Sequence[Msg], interval: float) -> None:
-        self._consumer = consumer
-        self._msgs = msgs
-        self._interval = interval
-        self._handle = asyncio.get_running_loop().call_later(interval, self._tick)
-
-    def _tick(self) -> None:
-        consumer = self._consumer
-        progress = asyncio.ensure_future(consumer._send_progress(self._msgs))
-        consumer.background.add(progress)
-        progress.add_done_callback(consumer.background.discard)
-        self._handle = asyncio.get_running_loop().call_later(self._interval, self._tick)
-
-    def cancel(self) -> None:
-        self._handle.cancel()  # drops its reference to `_tick`: no cycle is left
-
-
 class _Consumer:
     """The state of one run of the loop: in-flight tasks, cached config, the handler's shape."""
 
@@ -424,15 +339,13 @@ class _Consumer:
         stats: ConsumeStats,
     ) -> None:
         self.nc = nc
-        self.js = js
         self.endpoint = endpoint
         self.handler = handler
         self.settings = settings
         self.stop = stop
         self.stats = stats
-        self.config = info.config
-        self.config_read_at = time.monotonic()
-        self.publisher = JetStreamPublisher(js, timeout=settings.ack_timeout, attempts=3)
+        self.durable = DurableConfig(js, endpoint, info)
+        self.settle = Settle(nc, js, endpoint, settings, stats, stop, self.durable)
         handle_batch = getattr(handler, "handle_batch", None)
         self.handle_batch: (
             Callable[[Sequence[tuple[Any, Delivery]]], Awaitable[BatchResult]] | None
@@ -443,8 +356,6 @@ class _Consumer:
         self.in_flight: dict[asyncio.Task[None], int] = {}
         """Running tasks, each with the number of messages it settles."""
         self.in_flight_messages = 0
-        self.background: set[asyncio.Task[None]] = set()
-        self.confirmations: Confirmations | None = None
         self.failures_in_a_row = 0
         """Handler failures since the last success (permanent errors and bad bytes aside)."""
         self.pause = settings.nak_delay_base
@@ -489,7 +400,7 @@ class _Consumer:
                 except nats.errors.ConnectionClosedError:
                     if self.nc.is_closed:
                         raise
-                    await _sleep_unless(self.stop, error_delay)
+                    await sleep_unless(self.stop, error_delay)
                     continue
                 except Exception as error:
                     self.stats.fetch_errors += 1
@@ -503,7 +414,7 @@ class _Consumer:
                 elif time.monotonic() - pulled_at < self.settings.fetch_timeout / 2:
                     # An empty answer long before the expiry (a refused or cut-short pull):
                     # pause briefly rather than spin on the server.
-                    await _sleep_unless(self.stop, min(0.1, self.settings.fetch_timeout / 2))
+                    await sleep_unless(self.stop, min(0.1, self.settings.fetch_timeout / 2))
         finally:
             stopped.cancel()
 
@@ -513,7 +424,7 @@ class _Consumer:
         hands it to another instance and the work is done twice. Every half interval, so that
         with the handler's own first +WPI one interval after it starts, no gap reaches the
         ack wait."""
-        interval = self._progress_interval()
+        interval = self.settle.progress_interval()
         every = interval / 2 if interval is not None else None
         while True:
             done, _ = await asyncio.wait(
@@ -523,7 +434,7 @@ class _Consumer:
                 return
             waiting = sub.waiting()
             if waiting:
-                await self._send_progress(waiting)
+                await self.settle.send_progress(waiting)
 
     @property
     def failing(self) -> bool:
@@ -533,7 +444,7 @@ class _Consumer:
 
     async def _pause(self) -> None:
         self.stats.pauses += 1
-        await _sleep_unless(self.stop, self.pause)
+        await sleep_unless(self.stop, self.pause)
         self.pause = min(max(self.pause * 2, 0.05), self.settings.pause_max)
 
     def _outcome(self, *, succeeded: int, failed: int, error: BaseException | None) -> None:
@@ -590,24 +501,12 @@ class _Consumer:
             delay,
         )
         try:
-            await self.refresh_config(force=True)
+            await self.durable.refresh(force=True)
         except ConsumerMissing:
             raise
         except Exception as info_error:
             log.debug("consumer info failed too: %s", info_error)
-        await _sleep_unless(self.stop, delay)
-
-    async def refresh_config(self, *, force: bool = False) -> ConsumerConfig:
-        if force or time.monotonic() - self.config_read_at > CONFIG_MAX_AGE:
-            try:
-                info = await self.js.consumer_info(self.endpoint.stream, self.endpoint.durable)
-            except nats.js.errors.NotFoundError as error:
-                if _is_missing(error):
-                    raise ConsumerMissing(_missing_message(self.endpoint, error)) from None
-                raise
-            self.config = info.config
-            self.config_read_at = time.monotonic()
-        return self.config
+        await sleep_unless(self.stop, delay)
 
     def start(self, msgs: list[Msg]) -> None:
         """Handle fetched messages: as one batch if the handler takes batches, else each on
@@ -644,16 +543,16 @@ class _Consumer:
     async def _process(self, msg: Msg) -> None:
         parameters = read_parameters(self.endpoint, msg.subject)
         if isinstance(parameters, str):
-            await self._give_up(msg, "invalid-subject", parameters)
+            await self.settle.give_up(msg, "invalid-subject", parameters)
             return
         try:
             event = self.endpoint.decode(msg.data)
         except ValidationError as error:
             reason, detail = classify_invalid(error, msg.data, self.endpoint.event_types)
-            await self._give_up(msg, reason, detail)
+            await self.settle.give_up(msg, reason, detail)
             return
         except Exception as error:
-            await self._failed(msg, error)
+            await self.settle.failed(msg, error)
             return
         await self._handle_one(msg, event, _delivery(msg, parameters))
 
@@ -663,46 +562,31 @@ class _Consumer:
         while True:
             try:
                 with tracing.handling(delivery.headers):
-                    await self._while_in_progress(
+                    await self.settle.while_in_progress(
                         (msg,), self.endpoint.dispatch(self.handler, event, delivery)
                     )
             except PermanentError as error:
                 self.stats.handler_errors += 1
-                await self._give_up(msg, "permanent-error", f"{type(error).__name__}: {error}")
+                await self.settle.give_up(
+                    msg, "permanent-error", f"{type(error).__name__}: {error}"
+                )
                 return
             except Exception as error:
                 self.stats.handler_errors += 1
                 full = stream_full(error)
                 if full is not None and not self.stop.is_set():
                     held += 1
-                    await self._hold(msg, full, held)
+                    await self.settle.hold(msg, full, held)
                     continue
                 self._outcome(succeeded=0, failed=1, error=error)
-                await self._failed(msg, error)
+                await self.settle.failed(msg, error)
                 return
             break
         self.stats.timed("handler", time.perf_counter() - started)
         self._outcome(succeeded=1, failed=0, error=None)
         self.stats.handled += 1
         self.stats.handled_event(event, msg)
-        await self._ack((msg,))
-
-    async def _ack(self, msgs: Sequence[Msg]) -> None:
-        """Ack messages whose work is done, together, each confirmed by the server."""
-        if not msgs:
-            return
-        for msg, confirmed in zip(msgs, await self._confirm_all(msgs, Msg.Ack.Ack), strict=True):
-            if confirmed:
-                self.stats.acked += 1
-                continue
-            self.stats.ack_unconfirmed += 1
-            meta = msg.metadata
-            log.warning(
-                "%s: ack of %s #%d not confirmed; JetStream redelivers it after the ack wait",
-                self.endpoint.durable,
-                meta.stream,
-                meta.sequence.stream,
-            )
+        await self.settle.ack((msg,))
 
     # -- a batch ---------------------------------------------------------------------------
 
@@ -714,16 +598,16 @@ class _Consumer:
         for msg in msgs:
             parameters = read_parameters(self.endpoint, msg.subject)
             if isinstance(parameters, str):
-                aside.append(self._give_up(msg, "invalid-subject", parameters))
+                aside.append(self.settle.give_up(msg, "invalid-subject", parameters))
                 continue
             try:
                 event = self.endpoint.decode(msg.data)
             except ValidationError as error:
                 reason, detail = classify_invalid(error, msg.data, self.endpoint.event_types)
-                aside.append(self._give_up(msg, reason, detail))
+                aside.append(self.settle.give_up(msg, reason, detail))
                 continue
             except Exception as error:
-                aside.append(self._failed(msg, error))
+                aside.append(self.settle.failed(msg, error))
                 continue
             items.append((msg, event, _delivery(msg, parameters)))
         alongside = asyncio.gather(*aside) if aside else None
@@ -742,7 +626,7 @@ class _Consumer:
         started = time.perf_counter()
         try:
             with tracing.handling_batch([delivery.headers for _, _, delivery in items]):
-                result = await self._while_in_progress(msgs, work)
+                result = await self.settle.while_in_progress(msgs, work)
             self.stats.timed("batch", time.perf_counter() - started)
         except Exception as error:
             if len(items) == 1:
@@ -760,7 +644,7 @@ class _Consumer:
                 return
         failures = result.failures if result is not None else {}
         succeeded: list[Msg] = []
-        settle: list[Awaitable[None]] = []
+        settling: list[Awaitable[None]] = []
         transient: list[BaseException] = []
         for index, msg in enumerate(msgs):
             failure = failures.get(index)
@@ -770,13 +654,13 @@ class _Consumer:
             self.stats.handler_errors += 1
             if isinstance(failure, PermanentError):
                 detail = f"{type(failure).__name__}: {failure}"
-                settle.append(self._give_up(msg, "permanent-error", detail))
+                settling.append(self.settle.give_up(msg, "permanent-error", detail))
             elif stream_full(failure) is not None and not self.stop.is_set():
                 self.stats.handler_errors -= 1  # counted again by the retry in place
-                settle.append(self._handle_one(*items[index]))
+                settling.append(self._handle_one(*items[index]))
             else:
                 transient.append(failure)
-                settle.append(self._failed(msg, failure))
+                settling.append(self.settle.failed(msg, failure))
         if succeeded or transient:
             last = transient[-1] if transient else None
             self._outcome(succeeded=len(succeeded), failed=len(transient), error=last)
@@ -784,218 +668,9 @@ class _Consumer:
         self.stats.handled_events(
             (event, msg) for index, (msg, event, _) in enumerate(items) if index not in failures
         )
-        await asyncio.gather(self._ack(succeeded), *settle)
+        await asyncio.gather(self.settle.ack(succeeded), *settling)
 
     # -- settling --------------------------------------------------------------------------
-
-    def _progress_interval(self) -> float | None:
-        every = self.settings.in_progress_every
-        if every is None:
-            return shortest_ack_wait(self.config) / 2
-        return every if every > 0 else None
-
-    async def _while_in_progress(self, msgs: Sequence[Msg], work: Awaitable[T]) -> T:
-        """Run the handler, sending +WPI for its messages every interval until it finishes.
-
-        A timer rather than a task per message: most handlers finish before it ever fires.
-        """
-        interval = self._progress_interval()
-        if interval is None:
-            return await work
-        timer = _ProgressTimer(self, msgs, interval)
-        try:
-            return await work
-        finally:
-            timer.cancel()
-
-    async def _send_progress(self, msgs: Sequence[Msg]) -> None:
-        for msg in msgs:
-            try:
-                await msg.in_progress()
-                self.stats.in_progress_sent += 1
-            except Exception as error:
-                log.debug("in-progress for a running handler failed: %s", error)
-
-    async def _hold(self, msg: Msg, full: StreamFull, held: int) -> None:
-        """Keep `msg` in progress while a stream its handler publishes to is full."""
-        self.stats.held_stream_full += 1
-        delay = min(self.settings.nak_delay_base * 2 ** min(held - 1, 16), self.settings.pause_max)
-        if held == 1 or held % 30 == 0:
-            meta = msg.metadata
-            log.warning(
-                "⏳ %s: %s #%d waits: %s; held, retried in place every %.1fs (no delivery spent)",
-                self.endpoint.durable,
-                meta.stream,
-                meta.sequence.stream,
-                one_line(str(full), 200),
-                delay,
-                extra={
-                    "step": "held-stream-full",
-                    "durable": self.endpoint.durable,
-                    "stream": full.stream,
-                    "limit": full.limit,
-                },
-            )
-        await self._while_in_progress((msg,), _sleep_unless(self.stop, max(delay, 0.05)))
-
-    async def _failed(self, msg: Msg, error: BaseException) -> None:
-        """A transient failure: retry later, or dead-letter it if this was the last delivery."""
-        if _behind(error, PermissionRefused) is not None:
-            # The server refused the service's role: the connection's hook is stopping the
-            # service and the command says why in one line. The message goes back untouched
-            # (no warning, no dead letter: nothing is wrong with it).
-            await self._nak(msg, 0)
-            return
-        meta = msg.metadata
-        try:
-            max_deliver = (await self.refresh_config()).max_deliver or -1
-        except Exception:
-            max_deliver = self.config.max_deliver or -1
-        description = one_line(f"{type(error).__name__}: {error}", 300)
-        if 0 < max_deliver <= meta.num_delivered:
-            await self._give_up(
-                msg,
-                "max-deliver",
-                f"handler failed {meta.num_delivered} times: {description}",
-            )
-            return
-        delay = self.settings.nak_delay(meta.num_delivered)
-        log.warning(
-            "⚠️ %s: %s #%d failed on delivery %d of %s (%s); retry in %.1fs",
-            self.endpoint.durable,
-            meta.stream,
-            meta.sequence.stream,
-            meta.num_delivered,
-            max_deliver if max_deliver > 0 else "∞",
-            description,
-            delay,
-            exc_info=log.isEnabledFor(logging.DEBUG),
-        )
-        await self._nak(msg, delay)
-
-    async def _nak(self, msg: Msg, delay: float) -> None:
-        try:
-            await msg.nak(delay=delay)
-            self.stats.naked += 1
-        except Exception as error:
-            # JetStream redelivers it after the ack wait anyway.
-            log.warning("%s: nak failed (%s)", self.endpoint.durable, error)
-            self.stats.naked += 1
-
-    async def _give_up(self, msg: Msg, reason: DeadLetterReason, detail: str) -> None:
-        """Dead-letter, then term; if the dead letter cannot be stored, keep the original."""
-        meta = msg.metadata
-        while True:
-            try:
-                await dead_letter(
-                    self.publisher, msg, endpoint=self.endpoint, reason=reason, detail=detail
-                )
-                break
-            except DeadLetterFailed as error:
-                self.stats.dead_letter_failures += 1
-                max_deliver = self.config.max_deliver or -1
-                last = 0 < max_deliver <= meta.num_delivered
-                if not last:
-                    delay = self.settings.nak_delay(meta.num_delivered)
-                    log.error("%s: %s; nak'ed, retry in %.1fs", self.endpoint.durable, error, delay)
-                    await self._nak(msg, delay)
-                    return
-                if self.stop.is_set():
-                    # A nak would not bring it back (max_deliver reached): it stays unacked
-                    # in the stream, reported by the consumer's MAX_DELIVERIES advisory.
-                    log.error(
-                        "%s: %s; stopping with %s #%d unsettled on its last delivery",
-                        self.endpoint.durable,
-                        error,
-                        meta.stream,
-                        meta.sequence.stream,
-                    )
-                    return
-                log.error(
-                    "%s: %s; holding the message and trying again", self.endpoint.durable, error
-                )
-                try:
-                    await msg.in_progress()
-                    self.stats.in_progress_sent += 1
-                except Exception:
-                    log.debug("in-progress while holding a dead letter failed", exc_info=True)
-                await _sleep_unless(self.stop, 1.0)
-        reasons = self.stats.dead_letter_reasons
-        reasons[reason] = reasons.get(reason, 0) + 1
-        if await self._confirm(msg, msg.Ack.Term):
-            self.stats.dead_lettered += 1
-        else:
-            # Redelivered after the ack wait; the repeat dead letter is then a duplicate.
-            self.stats.dead_lettered += 1
-            log.warning(
-                "%s: term of %s #%d not confirmed; it may be dead-lettered again (deduplicated)",
-                self.endpoint.durable,
-                meta.stream,
-                meta.sequence.stream,
-            )
-
-    async def _confirm(self, msg: Msg, payload: bytes) -> bool:
-        """Send an ack or term and wait for the server to confirm it (a double ack)."""
-        [confirmed] = await self._confirm_all((msg,), payload)
-        return confirmed
-
-    async def _confirm_all(self, msgs: Sequence[Msg], payload: bytes) -> list[bool]:
-        """Send an ack (or term) for each message, all at once, and wait for the server to
-        confirm them together (double acks); whether each was confirmed.
-
-        The unconfirmed are sent again after a pause, up to `ack_attempts` times: the server
-        answers a repeated ack of the same delivery too.
-        """
-        if self.confirmations is None:
-            self.confirmations = await Confirmations(self.nc).start()
-        confirmed = [False] * len(msgs)
-        todo = list(range(len(msgs)))
-        delay = 0.1
-        for attempt in range(self.settings.ack_attempts):
-            try:
-                answers = await self.confirmations.send(
-                    [msgs[i] for i in todo], payload, timeout=self.settings.ack_timeout
-                )
-            except CONFIRM_RETRYABLE as error:
-                log.debug("acks not confirmed yet (%s); retrying", type(error).__name__)
-                answers = [False] * len(todo)
-            except Exception as error:
-                log.warning("%s: ack failed (%s)", self.endpoint.durable, error)
-                return confirmed
-            for i, answered in zip(todo, answers, strict=True):
-                confirmed[i] = answered
-            todo = [i for i in todo if not confirmed[i]]
-            if not todo or attempt + 1 == self.settings.ack_attempts:
-                break
-            log.debug("%d acks not confirmed yet; retrying", len(todo))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        return confirmed
-
-
-async def bind_consumer(js: JetStreamContext, endpoint: ConsumerEndpoint[Any, Any]) -> ConsumerInfo:
-    """Read the existing durable's info; never create or change it."""
-    try:
-        info: ConsumerInfo = await js.consumer_info(endpoint.stream, endpoint.durable)
-    except nats.js.errors.NotFoundError as error:
-        if _is_missing(error):
-            raise ConsumerMissing(_missing_message(endpoint, error)) from None
-        raise
-    if info.config.deliver_subject:
-        raise ConsumerNotPullBased(
-            f"durable consumer {endpoint.durable} on stream {endpoint.stream} is a push consumer "
-            f"(deliver_subject {info.config.deliver_subject}); the spec declares a pull consumer: "
-            "delete it and run `filetrash provision`"
-        )
-    filters = [f for f in info.config.filter_subjects or [info.config.filter_subject or ""] if f]
-    if filters != [endpoint.filter_subject]:
-        log.warning(
-            "%s filters %s, the spec says %s: `filetrash provision --plan` shows the drift",
-            endpoint.durable,
-            ", ".join(filters) or "nothing",
-            endpoint.filter_subject,
-        )
-    return info
 
 
 async def run_consumer(
@@ -1046,8 +721,7 @@ async def run_consumer(
         await advisories.close()
         try:
             await pull.close()
-            if consumer.confirmations is not None:
-                await consumer.confirmations.close()
+            await consumer.settle.close()
             await nc.flush(timeout=math.ceil(settings.ack_timeout))  # naks are fire-and-forget
         except Exception as error:
             log.debug("closing the pull subscription failed: %s", error)

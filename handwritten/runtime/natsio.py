@@ -4,19 +4,22 @@ handed to a function as nats-py's reader parses them, and small publishes writte
 The consume loop's own traffic is two to three small messages per event: the delivery on the
 inbox of its pull requests, its ack, the server's confirmation of the ack (and, for a service
 that publishes, its message and the PubAck). Through nats-py's public API each message
-received goes through an `asyncio.Queue` read by a task per subscription, which awaits the
-callback (a coroutine per message), and each `publish` validates, formats and buffers its
-message on its own. `python -m tests.bench.natsio_micro` measures what this module saves:
-about 0.8 µs per message received, 1.4 µs per ack and 1.9 µs per message with headers sent;
-the trash-processor spent 13 % less CPU per event once its trash events went out in one piece
-(docs/bench.md, "Fourth pass").
+received goes through `Client._process_msg` (a coroutine that also parses the header block
+and checks for JetStream flow control), an `asyncio.Queue` read by a task per subscription,
+which awaits the callback (a coroutine per message), and each `publish` validates, formats
+and buffers its message on its own. `python -m tests.bench.natsio_micro` measures what this
+module saves (docs/bench.md, "Fourth pass" and "Fifth pass"): per message received, about
+1 µs without headers and 2 µs with a `Nats-Msg-Id`; 1.4 µs per ack and 1.9 µs per message
+with headers sent.
 
-Both rely on attributes of nats-py that are not its public API: `Subscription._pending_queue`
-and `_pending_size`, `Client._send_command`, `_flush_pending`, `_flush_queue`,
-`_pending_data_size` and `_max_pending_size` (in nats-py 2.9 as in 2.16). With a nats-py
-that lacks them, the same calls go through the public API, with the same results;
-tests/integration/test_natsio.py fails when the installed nats-py takes that slower path, and
-tests/unit/test_natsio_units.py holds what is written to what nats-py's own `publish` writes.
+All of it relies on attributes of nats-py that are not its public API (in nats-py 2.9 as in
+2.16): `Subscription._pending_queue`, `_pending_size`, `_received`, `_max_msgs`, `_jsi` and
+`_future`; `Client._send_command`, `_flush_pending`, `_flush_queue`, `_pending_data_size`,
+`_max_pending_size`, `_process_msg`, `_process_headers`, `_build_message`, `_subs` and
+`stats`. With a nats-py that lacks them, the same calls go through the public API, with the
+same results; tests/integration/test_natsio.py fails when the installed nats-py takes that
+slower path, and tests/unit/test_natsio_units.py holds what is written to what nats-py's own
+`publish` writes, and the header blocks read to what nats-py reads.
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ async def subscribe_inline(
         # nobody was told of yet) is handed over first.
         while not queue.empty():
             sub._pending_queue.put_nowait(queue.get_nowait())
-        read_inline(nc)
+        if all(hasattr(sub, name) for name in _SUBSCRIPTION_INTERNALS):
+            read_inline(nc)
     return sub
 
 
@@ -104,6 +108,7 @@ def read_inline(nc: Client) -> bool:
     return True
 
 
+_SUBSCRIPTION_INTERNALS: Final = ("_received", "_max_msgs", "_jsi", "_future")
 _READER_INTERNALS: Final = ("_process_msg", "_process_headers", "_build_message", "_subs", "stats")
 
 _HEADER_NAMES_KEPT: Final = 512
@@ -188,14 +193,12 @@ def _msg_is_positional(nc: Client) -> bool:
 class _InlineReader:
     """A connection's `_process_msg` for inline subscriptions (`read_inline`)."""
 
-    __slots__ = ("_build", "_client", "_fast_headers", "_nats_process_msg", "_stats", "_subs")
+    __slots__ = ("_build", "_client", "_fast_headers", "_nats_process_msg")
 
     def __init__(self, nc: Client) -> None:
         client: Any = nc
-        self._client = nc
+        self._client = client
         self._nats_process_msg = client._process_msg
-        self._subs: dict[int, Subscription] = client._subs
-        self._stats: dict[str, int] = nc.stats
         self._build = self._new_msg if _msg_is_positional(nc) else client._build_message
         self._fast_headers = nats_reads_headers_like_this()
 
@@ -208,7 +211,8 @@ class _InlineReader:
     async def __call__(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
     ) -> None:
-        sub: Any = self._subs.get(sid)
+        client = self._client
+        sub: Any = client._subs.get(sid)
         if (
             sub is None
             or type(sub._pending_queue) is not _Inline
@@ -219,7 +223,7 @@ class _InlineReader:
         ):
             await self._nats_process_msg(sid, subject, reply, data, headers)
             return
-        stats = self._stats
+        stats = client.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         sub._received += 1

@@ -4,8 +4,8 @@ commands of the contenders that do its work.
 
 Contenders (each its own process, bound to the service's durable):
 
-- `ceiling` — pull and ack, nothing else (`tests/bench/workers.py`): no consumer of the
-  durable can be faster;
+- `ceiling` — nats-py's `fetch` and `ack`, nothing else (`tests/bench/workers.py`): the
+  ceiling of nats-py's public pull API (pulls of one's own can go past it);
 - `raw` — the hand-tuned nats-py + asyncpg pipeline with the same guarantees
   (`tests/bench/raw.py`);
 - `faststream` — an idiomatic FastStream 0.7 app doing the same work

@@ -35,12 +35,7 @@ from generated.models import DeletedFile, FileDeletedEvent
 from generated.publishers import PublishFileDeleted
 from generated.topology import CONSUMERS, STREAMS
 from handwritten.runtime.connect import connect_nats
-from handwritten.runtime.consume import (
-    ConsumerMissing,
-    ConsumeSettings,
-    ConsumeStats,
-    run_consumer,
-)
+from handwritten.runtime.consume import ConsumeSettings, ConsumeStats, run_consumer
 from handwritten.runtime.contract import Delivery, PermanentError
 from handwritten.runtime.deadletter import (
     CONSUMER_HEADER,
@@ -51,6 +46,7 @@ from handwritten.runtime.deadletter import (
     STREAM_HEADER,
     SUBJECT_HEADER,
 )
+from handwritten.runtime.durable import ConsumerMissing
 from handwritten.runtime.jetstream import JetStreamPublisher
 from tests.support.servers import NatsServer
 

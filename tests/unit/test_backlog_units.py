@@ -6,9 +6,9 @@ import pytest
 from nats.js.api import DiscardPolicy, StreamConfig, StreamInfo, StreamState
 
 from handwritten.runtime.addresses import subject_matches
-from handwritten.runtime.consume import stream_full
 from handwritten.runtime.headroom import Usage
 from handwritten.runtime.jetstream import StreamFull, full_limit
+from handwritten.runtime.settle import stream_full
 
 
 def info(config: StreamConfig, **state: object) -> StreamInfo:

@@ -18,7 +18,7 @@ from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from generated.consumers import ANALYTICS_SERVICE, AUDIT_LOGGER, TRASH_PROCESSOR
-from handwritten.runtime.consume import ConsumeSettings, classify_invalid, shortest_ack_wait
+from handwritten.runtime.consume import ConsumeSettings, classify_invalid
 from handwritten.runtime.contract import ConsumerEndpoint
 from handwritten.runtime.deadletter import (
     DETAIL_MAX_CHARS,
@@ -26,6 +26,7 @@ from handwritten.runtime.deadletter import (
     dead_letter_msg_id,
     one_line,
 )
+from handwritten.runtime.durable import shortest_ack_wait
 from handwritten.runtime.logging import JsonFormatter, TextFormatter, setup_logging, short_id
 from handwritten.runtime.shutdown import install_shutdown
 
@@ -417,7 +418,7 @@ async def test_pull_errors_are_survived_and_the_pull_is_reissued(error: str) -> 
 async def test_a_pull_failing_because_the_consumer_is_gone_raises_consumer_missing() -> None:
     import nats.js.errors
 
-    from handwritten.runtime.consume import ConsumerMissing
+    from handwritten.runtime.durable import ConsumerMissing
 
     gone = nats.js.errors.NotFoundError(code=404, err_code=10014, description="consumer not found")
     sub = FakeSubscription(nats.js.errors.ServiceUnavailableError(code=503))
