@@ -26,6 +26,7 @@ from tests.bench.harness import (
     Profiler,
     bench_servers,
     export_revision,
+    in_turn,
     remove,
     scenarios,
     temporary_work_dir,
@@ -94,8 +95,9 @@ async def _throughput(bench: Bench, options: Options, results: Results) -> None:
     }
     for round_ in range(1, options.rounds + 1):
         for service in options.services:
-            for scenario in scenarios(
-                bench.nats_url, bench.database_url, service, options.contenders, sources
+            for scenario in in_turn(
+                scenarios(bench.nats_url, bench.database_url, service, options.contenders, sources),
+                round_,
             ):
                 _say(
                     f"{service} / {scenario.name} (round {round_} of {options.rounds}): "

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import nats
@@ -223,6 +223,20 @@ DESCRIPTIONS = {
     "record its sequence, ack",
     "filetrash ×2": "two competing `filetrash run SERVICE` processes",
 }
+
+
+T = TypeVar("T")
+
+
+def in_turn(contenders: list[T], round_: int) -> list[T]:
+    """The contenders in the order of round `round_` (from 1): each round starts one further
+    along, so that over the rounds each runs first, second, ... alike, and what one run leaves
+    behind (nats-server deleting the last run's stream store, PostgreSQL's background writer)
+    does not always fall on the same contender's run."""
+    if not contenders:
+        return contenders
+    start = (round_ - 1) % len(contenders)
+    return contenders[start:] + contenders[:start]
 
 
 def scenarios(
