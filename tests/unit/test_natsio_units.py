@@ -80,8 +80,9 @@ def test_a_subject_that_would_break_the_protocol_line_is_refused(subject: str, r
 
 @pytest.mark.parametrize("name", ["Bad Name", "Name:", "Line\r\nPUB evil 0", "ünïcode"])
 def test_a_header_name_that_is_not_a_token_is_refused(name: str) -> None:
-    with pytest.raises(BadHeaderError):
-        pub_commands([("a", "", b"x", {"Nats-Msg-Id": "1", name: "v"})], max_payload=1024)
+    for _ in range(2):  # every time: names are remembered only once accepted
+        with pytest.raises(BadHeaderError):
+            pub_commands([("a", "", b"x", {"Nats-Msg-Id": "1", name: "v"})], max_payload=1024)
 
 
 def test_a_header_value_cannot_end_its_line() -> None:
