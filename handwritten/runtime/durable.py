@@ -31,12 +31,7 @@ class ConsumerNotPullBased(Exception):
 
 async def bind_consumer(js: JetStreamContext, endpoint: ConsumerEndpoint[Any, Any]) -> ConsumerInfo:
     """Read the existing durable's info; never create or change it."""
-    try:
-        info: ConsumerInfo = await js.consumer_info(endpoint.stream, endpoint.durable)
-    except nats.js.errors.NotFoundError as error:
-        if _is_missing(error):
-            raise ConsumerMissing(_missing_message(endpoint, error)) from None
-        raise
+    info = await _read_info(js, endpoint)
     if info.config.deliver_subject:
         raise ConsumerNotPullBased(
             f"durable consumer {endpoint.durable} on stream {endpoint.stream} is a push consumer "
@@ -69,13 +64,7 @@ class DurableConfig:
 
     async def refresh(self, *, force: bool = False) -> ConsumerConfig:
         if force or time.monotonic() - self._read_at > CONFIG_MAX_AGE:
-            endpoint = self._endpoint
-            try:
-                info = await self._js.consumer_info(endpoint.stream, endpoint.durable)
-            except nats.js.errors.NotFoundError as error:
-                if _is_missing(error):
-                    raise ConsumerMissing(_missing_message(endpoint, error)) from None
-                raise
+            info = await _read_info(self._js, self._endpoint)
             self.current = info.config
             self._read_at = time.monotonic()
         return self.current
@@ -88,6 +77,17 @@ def shortest_ack_wait(config: ConsumerConfig) -> float:
     if not waits and config.ack_wait:
         waits = [config.ack_wait]
     return min(waits) if waits else 30.0
+
+
+async def _read_info(js: JetStreamContext, endpoint: ConsumerEndpoint[Any, Any]) -> ConsumerInfo:
+    """The durable's info from the server; `ConsumerMissing` when it or its stream is gone."""
+    try:
+        info: ConsumerInfo = await js.consumer_info(endpoint.stream, endpoint.durable)
+    except nats.js.errors.NotFoundError as error:
+        if _is_missing(error):
+            raise ConsumerMissing(_missing_message(endpoint, error)) from None
+        raise
+    return info
 
 
 def _is_missing(error: BaseException) -> bool:
